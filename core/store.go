@@ -1,0 +1,94 @@
+package core
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// Store persists agents, sessions, messages and events. Implementations must make
+// every method safe for concurrent use by several processes on one database.
+//
+// Errors: ErrNotFound for a missing row, ErrConflict for a lost compare-and-set;
+// anything else is an internal failure.
+type Store interface {
+	// EnsureOwner returns the local owner org and user, creating both on first use.
+	EnsureOwner(ctx context.Context) (Owner, error)
+	// OrgExists reports whether an org id names an org.
+	OrgExists(ctx context.Context, orgID string) (bool, error)
+	// HasCiphertext reports whether any row holds sealed secrets, so a missing
+	// master key is refused instead of silently replaced.
+	HasCiphertext(ctx context.Context) (bool, error)
+
+	InsertAgent(ctx context.Context, a CodeAgent) error
+	GetAgent(ctx context.Context, id string) (CodeAgent, error)
+	// ListAgents returns agents newest first; nil orgIDs means every org.
+	ListAgents(ctx context.Context, orgIDs []string) ([]CodeAgent, error)
+	// UpdateAgent overwrites the agent's mutable fields.
+	UpdateAgent(ctx context.Context, a CodeAgent) error
+	DeleteAgent(ctx context.Context, id string) error
+
+	// CreateSession inserts a session, its first message and its opening events in
+	// one transaction, and returns the events with their seq.
+	CreateSession(ctx context.Context, s Session, first Message, events []EventInput) ([]Event, error)
+	GetSession(ctx context.Context, id string) (Session, error)
+	// ListSessions returns sessions matching the filter, newest first (oldest
+	// first with OldestFirst).
+	ListSessions(ctx context.Context, f SessionFilter) ([]Session, error)
+	// ListMessages returns a session's messages in the order they were sent.
+	ListMessages(ctx context.Context, sessionID string) ([]Message, error)
+	// Apply commits one change to a session atomically (see Change).
+	Apply(ctx context.Context, c Change) ([]Event, error)
+	// AppendEvents appends events to a session's log in one transaction, assigning
+	// consecutive seqs, and returns them. It does not touch the session's Version.
+	AppendEvents(ctx context.Context, sessionID string, events []EventInput) ([]Event, error)
+	// ListEvents reads a session's log by keyset: seq > Since, ascending, at most Limit.
+	ListEvents(ctx context.Context, q EventQuery) ([]Event, error)
+	// SetRunHandle records the active run's handle without touching Version.
+	SetRunHandle(ctx context.Context, sessionID, handle string) error
+	// DataVersion changes whenever another connection commits; the runner polls it
+	// to notice new work cheaply.
+	DataVersion(ctx context.Context) (int64, error)
+}
+
+// SessionFilter selects sessions. Zero fields do not filter.
+type SessionFilter struct {
+	// OrgIDs limits to these orgs; nil means every org.
+	OrgIDs      []string
+	CodeAgentID string
+	Statuses    []Status
+	Archived    *bool
+	OldestFirst bool
+}
+
+// EventQuery is a keyset read of one session's log.
+type EventQuery struct {
+	SessionID string
+	Since     int64
+	MessageID string
+	Limit     int
+}
+
+// EventInput is an event to append; the store assigns id, session and seq.
+type EventInput struct {
+	MessageID   string
+	CursorRunID string
+	Type        EventType
+	Payload     json.RawMessage
+	CreatedAt   time.Time
+}
+
+// Change is one atomic update of a session. The store writes Session's mutable
+// fields (everything but id, org, template, snapshot settings, creation data and
+// the event counters) only if the stored Version still equals Session.Version,
+// then bumps Version; otherwise it returns ErrConflict and writes nothing.
+// In the same transaction it upserts Messages and appends Events.
+type Change struct {
+	Session  Session
+	Messages []Message
+	Events   []EventInput
+	// Scrub asks the store to make deleted bytes unrecoverable from disk after
+	// the commit (secure_delete is always on; this adds a WAL checkpoint). Set
+	// when a secret was wiped.
+	Scrub bool
+}
