@@ -1,0 +1,789 @@
+package core
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Defaults of the spec.
+const (
+	DefaultAgentName   = "New code agent"
+	DefaultModelID     = "auto"
+	DefaultStartingRef = "main"
+	MaxModelIDChars    = 200
+	MaxKeyChars        = 1_000
+	// pollInterval is how often a long-poll re-reads the log; events may be
+	// written by a runner in another process, so there is nothing to wait on.
+	pollInterval = 50 * time.Millisecond
+	// maxRetries bounds compare-and-set retries after lost races.
+	maxRetries = 8
+)
+
+// ServiceConfig wires a Service.
+type ServiceConfig struct {
+	Store Store
+	Box   *Box
+	Clock Clock
+	// Runtimes by name; DefaultRuntime is used when a template names none.
+	Runtimes       map[string]Runtime
+	DefaultRuntime string
+	// DefaultCursorKey is CURSOR_API_KEY from the server's environment, used when
+	// a start request carries no key, so a key need not pass through a model.
+	DefaultCursorKey string
+	// Kick is called after work was queued so that a runner picks it up.
+	Kick   func()
+	Logger *slog.Logger
+}
+
+// Service implements every operation of the Code Agents API. Adapters call it and
+// translate; every rule lives here.
+type Service struct {
+	cfg ServiceConfig
+}
+
+// NewService returns a Service; nil Clock, Kick and Logger get harmless defaults.
+func NewService(cfg ServiceConfig) *Service {
+	if cfg.Clock == nil {
+		cfg.Clock = SystemClock{}
+	}
+	if cfg.Kick == nil {
+		cfg.Kick = func() {}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Service{cfg: cfg}
+}
+
+// RuntimeNames lists the configured runtimes, sorted.
+func (s *Service) RuntimeNames() []string {
+	names := make([]string, 0, len(s.cfg.Runtimes))
+	for n := range s.cfg.Runtimes {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// internal logs an unexpected failure and returns the client-safe error for it.
+func (s *Service) internal(ctx context.Context, op string, err error) error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	s.cfg.Logger.ErrorContext(ctx, "operation failed", "op", op, "err", err)
+	return Internal(err)
+}
+
+// orgScope returns the org ids the actor may see, nil for every org, after
+// checking an explicit orgId.
+func (s *Service) orgScope(ctx context.Context, a Actor, orgID string) ([]string, error) {
+	if orgID == "" {
+		if a.AllOrgs {
+			return nil, nil
+		}
+		return a.OrgIDs, nil
+	}
+	if err := s.checkOrg(ctx, a, orgID); err != nil {
+		return nil, err
+	}
+	return []string{orgID}, nil
+}
+
+// checkOrg fails with NOT_FOUND unless orgID names an org the actor belongs to.
+func (s *Service) checkOrg(ctx context.Context, a Actor, orgID string) error {
+	if !a.memberOf(orgID) {
+		return notFound("org", orgID)
+	}
+	ok, err := s.cfg.Store.OrgExists(ctx, orgID)
+	if err != nil {
+		return s.internal(ctx, "org", err)
+	}
+	if !ok {
+		return notFound("org", orgID)
+	}
+	return nil
+}
+
+// createOrg picks the org a new object belongs to.
+func (s *Service) createOrg(ctx context.Context, a Actor, orgID string) (string, error) {
+	if orgID == "" {
+		if a.DefaultOrgID == "" {
+			return "", Errorf(CodeValidation, "orgId: is required because you belong to several orgs")
+		}
+		orgID = a.DefaultOrgID
+	}
+	return orgID, s.checkOrg(ctx, a, orgID)
+}
+
+// ---- Code agents ----
+
+// ListAgents lists the templates the actor can see, newest first.
+func (s *Service) ListAgents(ctx context.Context, a Actor, orgID string) ([]CodeAgent, error) {
+	orgs, err := s.orgScope(ctx, a, orgID)
+	if err != nil {
+		return nil, err
+	}
+	agents, err := s.cfg.Store.ListAgents(ctx, orgs)
+	if err != nil {
+		return nil, s.internal(ctx, "list agents", err)
+	}
+	if agents == nil {
+		agents = []CodeAgent{}
+	}
+	return agents, nil
+}
+
+// GetAgent returns one template.
+func (s *Service) GetAgent(ctx context.Context, a Actor, id string) (CodeAgent, error) {
+	if id == "" {
+		return CodeAgent{}, invalid("codeAgentId", "is required")
+	}
+	ag, err := s.cfg.Store.GetAgent(ctx, id)
+	if errors.Is(err, ErrNotFound) || (err == nil && !a.memberOf(ag.OrgID)) {
+		return CodeAgent{}, notFound("code agent", id)
+	}
+	if err != nil {
+		return CodeAgent{}, s.internal(ctx, "get agent", err)
+	}
+	return ag, nil
+}
+
+// CreateAgent creates a template with the spec's defaults for missing fields.
+func (s *Service) CreateAgent(ctx context.Context, a Actor, in CreateAgentInput) (CodeAgent, error) {
+	now := s.cfg.Clock.Now()
+	ag := CodeAgent{
+		ID:                 NewID(PrefixAgent),
+		Name:               DefaultAgentName,
+		ModelID:            DefaultModelID,
+		DefaultStartingRef: DefaultStartingRef,
+		AutoCreatePR:       true,
+		CreatedBy:          a.UserID,
+		CreatedAt:          now,
+		UpdatedAt:          now,
+	}
+	if err := s.applyAgentFields(&ag, in.AgentFields); err != nil {
+		return CodeAgent{}, err
+	}
+	org, err := s.createOrg(ctx, a, in.OrgID)
+	if err != nil {
+		return CodeAgent{}, err
+	}
+	ag.OrgID = org
+	if err := s.cfg.Store.InsertAgent(ctx, ag); err != nil {
+		return CodeAgent{}, s.internal(ctx, "create agent", err)
+	}
+	return ag, nil
+}
+
+// UpdateAgent changes only the fields given (false and "" included).
+func (s *Service) UpdateAgent(ctx context.Context, a Actor, id string, f AgentFields) (CodeAgent, error) {
+	ag, err := s.GetAgent(ctx, a, id)
+	if err != nil {
+		return CodeAgent{}, err
+	}
+	if err := s.applyAgentFields(&ag, f); err != nil {
+		return CodeAgent{}, err
+	}
+	ag.UpdatedAt = s.cfg.Clock.Now()
+	if err := s.cfg.Store.UpdateAgent(ctx, ag); errors.Is(err, ErrNotFound) {
+		return CodeAgent{}, notFound("code agent", id)
+	} else if err != nil {
+		return CodeAgent{}, s.internal(ctx, "update agent", err)
+	}
+	return ag, nil
+}
+
+// DeleteAgent deletes a template; its sessions keep their snapshot and go on.
+func (s *Service) DeleteAgent(ctx context.Context, a Actor, id string) (OKResult, error) {
+	if _, err := s.GetAgent(ctx, a, id); err != nil {
+		return OKResult{}, err
+	}
+	if err := s.cfg.Store.DeleteAgent(ctx, id); errors.Is(err, ErrNotFound) {
+		return OKResult{}, notFound("code agent", id)
+	} else if err != nil {
+		return OKResult{}, s.internal(ctx, "delete agent", err)
+	}
+	return OKResult{OK: true}, nil
+}
+
+// applyAgentFields validates the given fields and copies them onto ag.
+func (s *Service) applyAgentFields(ag *CodeAgent, f AgentFields) error {
+	if f.Name != nil {
+		if strings.TrimSpace(*f.Name) == "" {
+			return invalid("name", "must not be blank")
+		}
+		if err := checkLen("name", *f.Name, MaxNameChars); err != nil {
+			return err
+		}
+		ag.Name = *f.Name
+	}
+	if f.Description != nil {
+		if err := checkLen("description", *f.Description, MaxDescriptionChars); err != nil {
+			return err
+		}
+		ag.Description = *f.Description
+	}
+	if f.ModelID != nil {
+		if err := validateModelID("modelId", *f.ModelID); err != nil {
+			return err
+		}
+		ag.ModelID = *f.ModelID
+	}
+	if f.ModelParams != nil {
+		if err := validateModelParams(f.ModelParams); err != nil {
+			return err
+		}
+		ag.ModelParams = f.ModelParams
+		if len(f.ModelParams) == 0 {
+			ag.ModelParams = nil
+		}
+	}
+	if f.Runtime != nil {
+		if *f.Runtime != "" {
+			if err := ValidateRuntime("runtime", *f.Runtime, s.RuntimeNames()); err != nil {
+				return err
+			}
+		}
+		ag.Runtime = *f.Runtime
+	}
+	if f.DefaultRepoURL != nil {
+		if *f.DefaultRepoURL == "" {
+			ag.DefaultRepoURL = nil
+		} else {
+			rt := s.runtimeFor(ag.Runtime)
+			allowLocal := rt != nil && rt.AllowsLocalRepos()
+			if err := ValidateRepoURL("defaultRepoUrl", *f.DefaultRepoURL, allowLocal); err != nil {
+				return err
+			}
+			v := *f.DefaultRepoURL
+			ag.DefaultRepoURL = &v
+		}
+	}
+	if f.DefaultStartingRef != nil {
+		if err := ValidateRef("defaultStartingRef", *f.DefaultStartingRef); err != nil {
+			return err
+		}
+		ag.DefaultStartingRef = *f.DefaultStartingRef
+	}
+	if f.AutoCreatePR != nil {
+		ag.AutoCreatePR = *f.AutoCreatePR
+	}
+	if f.WorkOnCurrentBranch != nil {
+		ag.WorkOnCurrentBranch = *f.WorkOnCurrentBranch
+	}
+	if f.SkipReviewerRequest != nil {
+		ag.SkipReviewerRequest = *f.SkipReviewerRequest
+	}
+	if f.Preamble != nil {
+		if err := checkLen("preamble", *f.Preamble, MaxPreambleChars); err != nil {
+			return err
+		}
+		ag.Preamble = *f.Preamble
+	}
+	return nil
+}
+
+func validateModelID(field, m string) error {
+	if strings.TrimSpace(m) == "" {
+		return invalid(field, "must not be blank")
+	}
+	if strings.HasPrefix(m, "-") {
+		return invalid(field, "must not start with '-'")
+	}
+	for _, r := range m {
+		if r < 0x20 || r == 0x7f {
+			return invalid(field, "must not contain control characters")
+		}
+	}
+	return checkLen(field, m, MaxModelIDChars)
+}
+
+func validateModelParams(p map[string]any) error {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return invalid("modelParams", "must be a JSON object")
+	}
+	if len(b) > 16<<10 {
+		return invalid("modelParams", "must be at most 16 KiB of JSON")
+	}
+	return nil
+}
+
+// runtimeFor returns the runtime a template or session names, or the default.
+func (s *Service) runtimeFor(name string) Runtime {
+	if name == "" {
+		name = s.cfg.DefaultRuntime
+	}
+	return s.cfg.Runtimes[name]
+}
+
+// ---- Sessions ----
+
+// ListSessions lists sessions the actor can see, newest first.
+func (s *Service) ListSessions(ctx context.Context, a Actor, in ListSessionsInput) ([]Session, error) {
+	orgs, err := s.orgScope(ctx, a, in.OrgID)
+	if err != nil {
+		return nil, err
+	}
+	f := SessionFilter{OrgIDs: orgs, CodeAgentID: in.CodeAgentID, Archived: in.Archived}
+	if in.Status != "" {
+		st := Status(in.Status)
+		if !slices.Contains(AllStatuses(), st) {
+			return nil, invalid("status", "must be one of pending, creating, running, finished, error, cancelled, expired")
+		}
+		f.Statuses = []Status{st}
+	}
+	list, err := s.cfg.Store.ListSessions(ctx, f)
+	if err != nil {
+		return nil, s.internal(ctx, "list sessions", err)
+	}
+	if list == nil {
+		list = []Session{}
+	}
+	return list, nil
+}
+
+// session loads a session the actor may see.
+func (s *Service) session(ctx context.Context, a Actor, id string) (Session, error) {
+	if id == "" {
+		return Session{}, invalid("codeSessionId", "is required")
+	}
+	ss, err := s.cfg.Store.GetSession(ctx, id)
+	if errors.Is(err, ErrNotFound) || (err == nil && !a.memberOf(ss.OrgID)) {
+		return Session{}, notFound("code session", id)
+	}
+	if err != nil {
+		return Session{}, s.internal(ctx, "get session", err)
+	}
+	return ss, nil
+}
+
+// GetSession returns a session with its full message history.
+func (s *Service) GetSession(ctx context.Context, a Actor, id string) (SessionDetail, error) {
+	ss, err := s.session(ctx, a, id)
+	if err != nil {
+		return SessionDetail{}, err
+	}
+	msgs, err := s.cfg.Store.ListMessages(ctx, id)
+	if err != nil {
+		return SessionDetail{}, s.internal(ctx, "list messages", err)
+	}
+	if msgs == nil {
+		msgs = []Message{}
+	}
+	return SessionDetail{Session: ss, Messages: msgs}, nil
+}
+
+// StartSession creates a session from a template and queues its first message.
+func (s *Service) StartSession(ctx context.Context, a Actor, in StartSessionInput) (StartResult, error) {
+	if in.CodeAgentID == "" {
+		return StartResult{}, invalid("codeAgentId", "is required")
+	}
+	if err := ValidatePrompt(in.Prompt); err != nil {
+		return StartResult{}, err
+	}
+	if in.OrgID != "" {
+		if err := s.checkOrg(ctx, a, in.OrgID); err != nil {
+			return StartResult{}, err
+		}
+	}
+	ag, err := s.GetAgent(ctx, a, in.CodeAgentID)
+	if err != nil {
+		return StartResult{}, err
+	}
+	if in.OrgID != "" && in.OrgID != ag.OrgID {
+		return StartResult{}, notFound("code agent", in.CodeAgentID)
+	}
+	runtimeName := ag.Runtime
+	if runtimeName == "" {
+		runtimeName = s.cfg.DefaultRuntime
+	}
+	rt := s.cfg.Runtimes[runtimeName]
+	if rt == nil {
+		return StartResult{}, invalid("runtime", "code agent %s uses runtime %q, which this server does not have; available: %s",
+			ag.ID, runtimeName, strings.Join(s.RuntimeNames(), ", "))
+	}
+
+	var repo string
+	switch {
+	case in.RepoURL != nil && *in.RepoURL != "":
+		repo = *in.RepoURL
+	case ag.DefaultRepoURL != nil:
+		repo = *ag.DefaultRepoURL
+	default:
+		return StartResult{}, invalid("repoUrl", "is required because code agent %s has no default_repo_url", ag.ID)
+	}
+	if err := ValidateRepoURL("repoUrl", repo, rt.AllowsLocalRepos()); err != nil {
+		return StartResult{}, err
+	}
+	ref := ag.DefaultStartingRef
+	if in.StartingRef != nil {
+		ref = *in.StartingRef
+	}
+	if err := ValidateRef("startingRef", ref); err != nil {
+		return StartResult{}, err
+	}
+	model := ag.ModelID
+	if in.ModelID != nil {
+		if err := validateModelID("modelId", *in.ModelID); err != nil {
+			return StartResult{}, err
+		}
+		model = *in.ModelID
+	}
+	params := ag.ModelParams
+	if in.ModelParams != nil {
+		if err := validateModelParams(in.ModelParams); err != nil {
+			return StartResult{}, err
+		}
+		params = in.ModelParams
+	}
+	var webhook *string
+	if in.WebhookURL != nil && *in.WebhookURL != "" {
+		if err := ValidateWebhookURL(*in.WebhookURL); err != nil {
+			return StartResult{}, err
+		}
+		webhook = in.WebhookURL
+	}
+	key := in.CursorAPIKey
+	if key == "" {
+		key = s.cfg.DefaultCursorKey
+	}
+	if err := validateKey(key); err != nil {
+		return StartResult{}, err
+	}
+	if key == "" && rt.NeedsCursorKey() {
+		return StartResult{}, invalid("cursorApiKey", "is required for the %s runtime: pass cursorApiKey, or set CURSOR_API_KEY in the environment of the flapjack server", rt.Name())
+	}
+
+	now := s.cfg.Clock.Now()
+	ss := Session{
+		ID:                  NewID(PrefixSession),
+		OrgID:               ag.OrgID,
+		CodeAgentID:         ag.ID,
+		RepoURL:             repo,
+		StartingRef:         ref,
+		Status:              StatusPending,
+		WebhookURL:          webhook,
+		ModelID:             model,
+		ModelParams:         params,
+		AutoCreatePR:        pick(in.AutoCreatePR, ag.AutoCreatePR),
+		WorkOnCurrentBranch: pick(in.WorkOnCurrentBranch, ag.WorkOnCurrentBranch),
+		SkipReviewerRequest: pick(in.SkipReviewerRequest, ag.SkipReviewerRequest),
+		Runtime:             runtimeName,
+		Preamble:            ag.Preamble,
+		CreatedBy:           a.UserID,
+		CreatedAt:           now,
+	}
+	if key != "" {
+		if s.cfg.Box == nil {
+			return StartResult{}, s.internal(ctx, "start session", errors.New("no secrets box configured"))
+		}
+		ss.CursorKeyCiphertext = s.cfg.Box.Seal([]byte(key), PurposeCursorKey, ss.OrgID, ss.ID)
+	}
+	msg := Message{
+		ID:        NewID(PrefixMessage),
+		SessionID: ss.ID,
+		Role:      "user",
+		Prompt:    in.Prompt,
+		Status:    MessageQueued,
+		CreatedAt: now,
+	}
+	events := []EventInput{
+		statusEvent(now, "", StatusPending, "session created"),
+		userMessageEvent(now, msg, false),
+	}
+	if _, err := s.cfg.Store.CreateSession(ctx, ss, msg, events); err != nil {
+		return StartResult{}, s.internal(ctx, "start session", err)
+	}
+	s.cfg.Kick()
+	return StartResult{SessionID: ss.ID, MessageID: msg.ID}, nil
+}
+
+func pick(override *bool, def bool) bool {
+	if override != nil {
+		return *override
+	}
+	return def
+}
+
+func validateKey(k string) error {
+	if len(k) > MaxKeyChars {
+		return invalid("cursorApiKey", "must be at most %d characters", MaxKeyChars)
+	}
+	for _, r := range k {
+		if r <= 0x20 || r == 0x7f {
+			return invalid("cursorApiKey", "must not contain spaces or control characters")
+		}
+	}
+	return nil
+}
+
+// UpdateSession sets or (with nil or "") clears the session's webhook URL.
+func (s *Service) UpdateSession(ctx context.Context, a Actor, id string, webhookURL *string) (Session, error) {
+	if webhookURL != nil && *webhookURL == "" {
+		webhookURL = nil
+	}
+	if webhookURL != nil {
+		if err := ValidateWebhookURL(*webhookURL); err != nil {
+			return Session{}, err
+		}
+	}
+	var out Session
+	err := s.update(ctx, a, id, func(ss *Session, _ []Message) (Change, error) {
+		if err := CheckOperation(OpUpdate, ss.Status, ss.Archived); err != nil {
+			return Change{}, err
+		}
+		ss.WebhookURL = webhookURL
+		out = *ss
+		return Change{Session: *ss}, nil
+	})
+	if err != nil {
+		return Session{}, err
+	}
+	return out, nil
+}
+
+// SendMessage queues a follow-up. On an active session it waits its turn; on a
+// finished, failed or cancelled one it starts a new run (status → creating).
+func (s *Service) SendMessage(ctx context.Context, a Actor, id, prompt string) (SendResult, error) {
+	if err := ValidatePrompt(prompt); err != nil {
+		return SendResult{}, err
+	}
+	msgID := NewID(PrefixMessage)
+	err := s.update(ctx, a, id, func(ss *Session, msgs []Message) (Change, error) {
+		if err := CheckOperation(OpSend, ss.Status, ss.Archived); err != nil {
+			return Change{}, err
+		}
+		now := s.cfg.Clock.Now()
+		m := Message{ID: msgID, SessionID: ss.ID, Role: "user", Prompt: prompt, Status: MessageQueued, CreatedAt: now}
+		queued := ss.Status.Active()
+		ch := Change{Messages: []Message{m}, Events: []EventInput{userMessageEvent(now, m, queued)}}
+		if !queued {
+			prev := ss.Status
+			ss.Status = StatusCreating
+			ss.Error = nil
+			ss.CompletedAt = nil
+			ch.Events = append(ch.Events, statusEvent(now, prev, StatusCreating, "follow-up message"))
+		}
+		ch.Session = *ss
+		return ch, nil
+	})
+	if err != nil {
+		return SendResult{}, err
+	}
+	s.cfg.Kick()
+	return SendResult{MessageID: msgID}, nil
+}
+
+// ListEvents reads the session's log after Since; with WaitSeconds it long-polls
+// until an event exists, the wait ends, or ctx is cancelled.
+func (s *Service) ListEvents(ctx context.Context, a Actor, id string, in EventsInput) (EventPage, error) {
+	since := int64(0)
+	if in.Since != nil {
+		if *in.Since < 0 {
+			return EventPage{}, invalid("since", "must be >= 0")
+		}
+		since = *in.Since
+	}
+	limit := DefaultEventLimit
+	if in.Limit != nil {
+		if *in.Limit < 1 || *in.Limit > MaxEventLimit {
+			return EventPage{}, invalid("limit", "must be between 1 and %d", MaxEventLimit)
+		}
+		limit = *in.Limit
+	}
+	wait := 0
+	if in.WaitSeconds != nil {
+		if *in.WaitSeconds < 0 || *in.WaitSeconds > MaxWaitSeconds {
+			return EventPage{}, invalid("waitSeconds", "must be between 0 and %d", MaxWaitSeconds)
+		}
+		wait = *in.WaitSeconds
+	}
+	if _, err := s.session(ctx, a, id); err != nil {
+		return EventPage{}, err
+	}
+	q := EventQuery{SessionID: id, Since: since, MessageID: in.MessageID, Limit: limit}
+	deadline := time.Now().Add(time.Duration(wait) * time.Second)
+	for {
+		evs, err := s.cfg.Store.ListEvents(ctx, q)
+		if err != nil {
+			return EventPage{}, s.internal(ctx, "list events", err)
+		}
+		if len(evs) > 0 || wait == 0 || !time.Now().Before(deadline) {
+			page := EventPage{Events: evs, LastSeq: since}
+			if len(evs) > 0 {
+				page.LastSeq = evs[len(evs)-1].Seq
+			} else {
+				page.Events = []Event{}
+			}
+			return page, nil
+		}
+		t := time.NewTimer(min(pollInterval, time.Until(deadline)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return EventPage{}, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// Cancel stops an active session: the run is stopped through its runtime and
+// queued messages are cancelled. It answers once the run has stopped.
+func (s *Service) Cancel(ctx context.Context, a Actor, id string) (CancelResult, error) {
+	ss, err := s.session(ctx, a, id)
+	if err != nil {
+		return CancelResult{}, err
+	}
+	if err := CheckOperation(OpCancel, ss.Status, ss.Archived); err != nil {
+		return CancelResult{}, err
+	}
+	rt := s.cfg.Runtimes[ss.Runtime]
+	mark := func(ctx context.Context) error {
+		return s.update(ctx, a, id, func(cur *Session, msgs []Message) (Change, error) {
+			if err := CheckOperation(OpCancel, cur.Status, cur.Archived); err != nil {
+				return Change{}, err
+			}
+			now := s.cfg.Clock.Now()
+			prev := cur.Status
+			cur.Status = StatusCancelled
+			cur.CompletedAt = &now
+			ch := Change{Events: []EventInput{statusEvent(now, prev, StatusCancelled, "cancelled by request")}}
+			for _, m := range msgs {
+				if m.Status == MessageQueued || m.Status == MessageRunning {
+					m.Status = MessageCancelled
+					m.CompletedAt = &now
+					ch.Messages = append(ch.Messages, m)
+				}
+			}
+			ch.Session = *cur
+			return ch, nil
+		})
+	}
+	if rt == nil {
+		err = mark(ctx)
+	} else {
+		err = rt.Cancel(ctx, ss, mark)
+	}
+	if err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			return CancelResult{}, e
+		}
+		return CancelResult{}, s.internal(ctx, "cancel", err)
+	}
+	return CancelResult{OK: true, Status: StatusCancelled}, nil
+}
+
+// Archive archives a terminal session: the runtime releases what it holds, then
+// the stored Cursor key is wiped for good. Archiving twice is a no-op.
+func (s *Service) Archive(ctx context.Context, a Actor, id string) (ArchiveResult, error) {
+	ss, err := s.session(ctx, a, id)
+	if err != nil {
+		return ArchiveResult{}, err
+	}
+	if ss.Archived {
+		return ArchiveResult{OK: true, Archived: true}, nil
+	}
+	if err := CheckOperation(OpArchive, ss.Status, ss.Archived); err != nil {
+		return ArchiveResult{}, err
+	}
+	if rt := s.cfg.Runtimes[ss.Runtime]; rt != nil {
+		if err := rt.Archive(ctx, ss); err != nil {
+			var e *Error
+			if errors.As(err, &e) {
+				return ArchiveResult{}, e
+			}
+			s.cfg.Logger.WarnContext(ctx, "archive failed", "session", id, "err", err)
+			return ArchiveResult{}, Errorf(CodeArchiveFailed, "archiving the session's %s resources failed; retry", ss.Runtime)
+		}
+	}
+	err = s.update(ctx, a, id, func(cur *Session, _ []Message) (Change, error) {
+		if cur.Archived {
+			return Change{}, errNoChange
+		}
+		if err := CheckOperation(OpArchive, cur.Status, cur.Archived); err != nil {
+			return Change{}, err
+		}
+		now := s.cfg.Clock.Now()
+		cur.Archived = true
+		cur.CursorKeyCiphertext = nil
+		ev := statusEvent(now, cur.Status, cur.Status, "archived")
+		ev.Payload = mustJSON(map[string]any{"status": cur.Status, "archived": true, "reason": "archived; the stored Cursor API key was wiped"})
+		return Change{Session: *cur, Events: []EventInput{ev}, Scrub: true}, nil
+	})
+	if err != nil && !errors.Is(err, errNoChange) {
+		return ArchiveResult{}, err
+	}
+	return ArchiveResult{OK: true, Archived: true}, nil
+}
+
+// errNoChange lets an update function say there is nothing to write.
+var errNoChange = errors.New("no change")
+
+// update runs a compare-and-set loop: read the session and its messages, let fn
+// decide the change, apply it; on a lost race, read again and decide again.
+func (s *Service) update(ctx context.Context, a Actor, id string, fn func(*Session, []Message) (Change, error)) error {
+	for range maxRetries {
+		ss, err := s.session(ctx, a, id)
+		if err != nil {
+			return err
+		}
+		msgs, err := s.cfg.Store.ListMessages(ctx, id)
+		if err != nil {
+			return s.internal(ctx, "list messages", err)
+		}
+		ch, err := fn(&ss, msgs)
+		if err != nil {
+			return err
+		}
+		_, err = s.cfg.Store.Apply(ctx, ch)
+		if errors.Is(err, ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return s.internal(ctx, "apply", err)
+		}
+		return nil
+	}
+	return s.internal(ctx, "apply", fmt.Errorf("session %s: too many concurrent changes", id))
+}
+
+// statusEvent records a status change. from is empty for the first status.
+func statusEvent(at time.Time, from, to Status, reason string) EventInput {
+	p := map[string]any{"status": to}
+	if from != "" {
+		p["previous_status"] = from
+	}
+	if reason != "" {
+		p["reason"] = reason
+	}
+	return EventInput{Type: EventStatus, Payload: mustJSON(p), CreatedAt: at}
+}
+
+func userMessageEvent(at time.Time, m Message, queued bool) EventInput {
+	p := map[string]any{"message_id": m.ID, "prompt": m.Prompt}
+	if queued {
+		p["queued"] = true
+	}
+	return EventInput{MessageID: m.ID, Type: EventUserMessage, Payload: mustJSON(p), CreatedAt: at}
+}
+
+// mustJSON marshals values built from plain maps and strings, which cannot fail.
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
