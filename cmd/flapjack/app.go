@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/flapjack-dev/flapjack/core"
+	"github.com/flapjack-dev/flapjack/core/local"
+	"github.com/flapjack-dev/flapjack/store"
+)
+
+// app is an opened data directory: database, secrets box, runtimes and service.
+type app struct {
+	dataDir  string
+	store    *store.Store
+	box      *core.Box
+	owner    core.Owner
+	runtimes map[string]core.Runtime
+	svc      *core.Service
+}
+
+// ownerActor is the local owner: member of every org. MCP and local CLI act as it.
+func (a *app) ownerActor() core.Actor {
+	return core.Actor{UserID: a.owner.UserID, AllOrgs: true, DefaultOrgID: a.owner.OrgID}
+}
+
+// openApp opens (creating on first use) the data directory.
+func openApp(ctx context.Context, g *globals, kick func()) (*app, error) {
+	if err := os.MkdirAll(g.dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating data directory: %w", err)
+	}
+	st, err := store.Open(filepath.Join(g.dataDir, "flapjack.db"))
+	if err != nil {
+		return nil, fmt.Errorf("opening database: %w", err)
+	}
+	a := &app{dataDir: g.dataDir, store: st}
+	if err := a.init(ctx, g, kick); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *app) init(ctx context.Context, g *globals, kick func()) error {
+	owner, err := a.store.EnsureOwner(ctx)
+	if err != nil {
+		return fmt.Errorf("initialising database: %w", err)
+	}
+	a.owner = owner
+	haveCipher, err := a.store.HasCiphertext(ctx)
+	if err != nil {
+		return err
+	}
+	master, err := core.LoadMasterKey(a.dataDir, os.Getenv("FLAPJACK_MASTER_KEY"), haveCipher)
+	if err != nil {
+		return err
+	}
+	if a.box, err = core.NewBox(master); err != nil {
+		return err
+	}
+	a.runtimes, err = buildRuntimes(g, a.dataDir)
+	if err != nil {
+		return err
+	}
+	defaultRuntime := envOr("FLAPJACK_RUNTIME", core.RuntimeLocal)
+	if _, ok := a.runtimes[defaultRuntime]; !ok {
+		return usageError{fmt.Errorf("FLAPJACK_RUNTIME=%q: unknown runtime; available: %s", defaultRuntime, strings.Join(keys(a.runtimes), ", "))}
+	}
+	a.svc = core.NewService(core.ServiceConfig{
+		Store:            a.store,
+		Box:              a.box,
+		Runtimes:         a.runtimes,
+		DefaultRuntime:   defaultRuntime,
+		DefaultCursorKey: os.Getenv("CURSOR_API_KEY"),
+		Kick:             kick,
+		Logger:           g.logger,
+	})
+	return nil
+}
+
+func (a *app) Close() error { return a.store.Close() }
+
+// buildRuntimes configures the runtimes from the environment.
+func buildRuntimes(g *globals, dataDir string) (map[string]core.Runtime, error) {
+	var command []string
+	if raw := os.Getenv("FLAPJACK_LOCAL_AGENT_COMMAND"); raw != "" {
+		var err error
+		if command, err = local.ParseCommand(raw); err != nil {
+			return nil, usageError{fmt.Errorf("FLAPJACK_LOCAL_AGENT_COMMAND: %w", err)}
+		}
+	}
+	grace := 5 * time.Second
+	if raw := os.Getenv("FLAPJACK_KILL_GRACE"); raw != "" {
+		d, err := time.ParseDuration(raw)
+		if err != nil || d < 0 {
+			return nil, usageError{fmt.Errorf("FLAPJACK_KILL_GRACE=%q: want a duration such as 5s", raw)}
+		}
+		grace = d
+	}
+	lr, err := local.New(local.Config{
+		WorkspaceRoot: filepath.Join(dataDir, "workspaces"),
+		Agent:         envOr("FLAPJACK_LOCAL_AGENT", "exec"),
+		Command:       command,
+		KillGrace:     grace,
+		Logger:        g.logger,
+	})
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return map[string]core.Runtime{core.RuntimeLocal: lr}, nil
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}

@@ -1,0 +1,164 @@
+// Command flapjack runs coding agents for editors, scripts and servers: an MCP
+// server over stdio (the default), the REST API, and the runner that drives
+// sessions. This package only wires flags, environment and signals to the core.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// globals are the flags every command shares.
+type globals struct {
+	dataDir  string
+	logLevel string
+	stdin    io.Reader
+	stdout   io.Writer
+	stderr   io.Writer
+	logger   *slog.Logger
+}
+
+// run executes the command line and returns the exit status.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	g := &globals{stdin: stdin, stdout: stdout, stderr: stderr}
+	root := newRootCmd(g)
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := root.ExecuteContext(ctx); err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintln(stderr, "flapjack:", err)
+			return 2
+		}
+		fmt.Fprintln(stderr, "flapjack:", err)
+		return 1
+	}
+	return 0
+}
+
+// usageError marks bad command-line usage (exit status 2).
+type usageError struct{ error }
+
+func newRootCmd(g *globals) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "flapjack",
+		Short: "Run coding agents from your editor, a script or a server",
+		Long: `flapjack implements the Code Agents API: reusable code agent templates and
+sessions that clone a repository, run a coding agent on a prompt, take follow-ups,
+and log every step as events.
+
+Without a subcommand it runs the MCP server over stdio (same as "flapjack mcp").`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return g.setup()
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runMCP(cmd.Context(), g)
+		},
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.dataDir, "data-dir", envOr("FLAPJACK_DATA_DIR", defaultDataDir()), "data directory (env FLAPJACK_DATA_DIR)")
+	pf.StringVar(&g.logLevel, "log-level", envOr("FLAPJACK_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env FLAPJACK_LOG_LEVEL)")
+	root.AddCommand(newMCPCmd(g), newRunnerCmd(g), newVersionCmd(g))
+	return root
+}
+
+// setup configures logging: always to stderr, because stdout of the MCP server
+// carries JSON-RPC only.
+func (g *globals) setup() error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
+		return usageError{fmt.Errorf("--log-level: %q is not one of debug, info, warn, error", g.logLevel)}
+	}
+	g.logger = slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level}))
+	if g.dataDir == "" {
+		return usageError{errors.New("--data-dir: no data directory (set FLAPJACK_DATA_DIR or HOME)")}
+	}
+	abs, err := filepath.Abs(g.dataDir)
+	if err != nil {
+		return err
+	}
+	g.dataDir = abs
+	return nil
+}
+
+// envOr returns the environment variable's value, or def when it is unset.
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+// defaultDataDir is $XDG_DATA_HOME/flapjack, else ~/.local/share/flapjack.
+func defaultDataDir() string {
+	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "flapjack")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(home, ".local", "share", "flapjack")
+}
+
+// buildVersion reads the version and commit from the build information, so a
+// plain go build reports them too.
+func buildVersion() (version, commit string) {
+	version, commit = "(devel)", "unknown"
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return
+	}
+	if v := info.Main.Version; v != "" {
+		version = v
+	}
+	dirty := false
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			commit = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if dirty {
+		commit += "-dirty"
+	}
+	return
+}
+
+func newVersionCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "version",
+		Short:   "Print the version and commit",
+		Example: "  flapjack version",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v, c := buildVersion()
+			_, err := fmt.Fprintf(g.stdout, "flapjack %s (commit %s)\n", v, strings.TrimSpace(c))
+			return err
+		},
+	}
+}

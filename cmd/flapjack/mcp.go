@@ -1,0 +1,41 @@
+package main
+
+import (
+	"context"
+
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/spf13/cobra"
+
+	flapjackmcp "github.com/flapjack-dev/flapjack/mcp"
+)
+
+func newMCPCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "mcp",
+		Short: "Serve the 13 flapjack tools over stdio (the default command)",
+		Long: `Runs the MCP server on stdin/stdout for Cursor, Claude Code or any MCP client.
+stdout carries JSON-RPC only; logs go to stderr.`,
+		Example: "  claude mcp add flapjack -- flapjack\n  flapjack mcp --data-dir ./data",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runMCP(cmd.Context(), g)
+		},
+	}
+}
+
+// runMCP serves MCP on stdio until the client disconnects or ctx ends.
+func runMCP(ctx context.Context, g *globals) error {
+	a, err := openApp(ctx, g, kicker(g))
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	ensureRunnerForWork(ctx, g, a)
+	version, _ := buildVersion()
+	server := flapjackmcp.NewServer(a.svc, a.ownerActor(), flapjackmcp.Options{Version: version, Logger: g.logger})
+	err = server.Run(ctx, &sdk.StdioTransport{})
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}

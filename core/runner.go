@@ -1,0 +1,512 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+)
+
+// RunnerConfig wires a Runner.
+type RunnerConfig struct {
+	Store    Store
+	Box      *Box
+	Clock    Clock
+	Runtimes map[string]Runtime
+	Logger   *slog.Logger
+	// PollInterval is how often the database is checked for new work (default 100ms).
+	PollInterval time.Duration
+	// IdleTimeout makes Run return after this long without active sessions; 0 runs
+	// until the context ends.
+	IdleTimeout time.Duration
+}
+
+// Runner drives active sessions: it moves them through the state machine, runs
+// their messages one at a time on their runtime, and records the outcome. There
+// is exactly one per data directory (the caller holds the lock).
+type Runner struct {
+	cfg     RunnerConfig
+	mu      sync.Mutex
+	driving map[string]bool
+	wg      sync.WaitGroup
+}
+
+// NewRunner returns a Runner.
+func NewRunner(cfg RunnerConfig) *Runner {
+	if cfg.Clock == nil {
+		cfg.Clock = SystemClock{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 100 * time.Millisecond
+	}
+	return &Runner{cfg: cfg, driving: map[string]bool{}}
+}
+
+// rescanEvery re-reads the work list even when data_version has not moved, as a
+// safety net; data_version is the fast path.
+const rescanEvery = 2 * time.Second
+
+// Run adopts every active session and then picks up new work as it is committed,
+// until ctx ends or the runner has been idle for IdleTimeout. On return every
+// session it was driving has been handed back in a consistent state.
+func (r *Runner) Run(ctx context.Context) error {
+	driveCtx, stop := context.WithCancel(context.Background())
+	defer func() {
+		stop()
+		r.wg.Wait()
+	}()
+	tick := time.NewTicker(r.cfg.PollInterval)
+	defer tick.Stop()
+	lastVersion := int64(-1)
+	var lastScan time.Time
+	idleSince := time.Now()
+	for {
+		v, err := r.cfg.Store.DataVersion(ctx)
+		if err != nil && ctx.Err() == nil {
+			r.cfg.Logger.Error("runner: reading data_version", "err", err)
+		}
+		if v != lastVersion || time.Since(lastScan) >= rescanEvery {
+			lastVersion, lastScan = v, time.Now()
+			if err := r.scan(ctx, driveCtx); err != nil && ctx.Err() == nil {
+				r.cfg.Logger.Error("runner: scanning for work", "err", err)
+			}
+		}
+		if r.busy() {
+			idleSince = time.Now()
+		} else if r.cfg.IdleTimeout > 0 && time.Since(idleSince) >= r.cfg.IdleTimeout {
+			r.cfg.Logger.Info("runner: idle, exiting", "idle", r.cfg.IdleTimeout)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			r.cfg.Logger.Info("runner: stopping, handing sessions over")
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// HasWork reports whether any session needs a runner; a process that gives up
+// the runner lock checks this afterwards, so work committed meanwhile is not lost.
+func HasWork(ctx context.Context, st Store) (bool, error) {
+	list, err := st.ListSessions(ctx, activeFilter())
+	return len(list) > 0, err
+}
+
+func activeFilter() SessionFilter {
+	no := false
+	return SessionFilter{Statuses: []Status{StatusPending, StatusCreating, StatusRunning}, Archived: &no, OldestFirst: true}
+}
+
+func (r *Runner) busy() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.driving) > 0
+}
+
+// scan starts a driver for every active session that has none.
+func (r *Runner) scan(ctx, driveCtx context.Context) error {
+	list, err := r.cfg.Store.ListSessions(ctx, activeFilter())
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range list {
+		if r.driving[s.ID] || driveCtx.Err() != nil {
+			continue
+		}
+		r.driving[s.ID] = true
+		r.wg.Add(1)
+		go func(id string) {
+			defer r.wg.Done()
+			defer func() {
+				r.mu.Lock()
+				delete(r.driving, id)
+				r.mu.Unlock()
+			}()
+			r.drive(driveCtx, id)
+		}(s.ID)
+	}
+	return nil
+}
+
+// drive moves one session along until it needs nothing more from the runner.
+// Every step re-reads the session, so a cancel or archive by another process
+// is seen at the next step.
+func (r *Runner) drive(ctx context.Context, id string) {
+	log := r.cfg.Logger.With("session", id)
+	for ctx.Err() == nil {
+		ss, err := r.cfg.Store.GetSession(ctx, id)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Error("runner: reading session", "err", err)
+			}
+			return
+		}
+		msgs, err := r.cfg.Store.ListMessages(ctx, id)
+		if err != nil {
+			log.Error("runner: reading messages", "err", err)
+			return
+		}
+		if ss.Archived {
+			return
+		}
+		running, next := openMessages(msgs)
+		now := r.cfg.Clock.Now()
+		switch {
+		case ss.Status == StatusPending:
+			ss.Status = StatusCreating
+			r.apply(ctx, log, Change{Session: ss, Events: []EventInput{statusEvent(now, StatusPending, StatusCreating, "preparing the run")}})
+
+		case ss.Status == StatusCreating:
+			m := next
+			if running != nil {
+				m = running
+			}
+			if m == nil {
+				r.endSession(ctx, log, ss, StatusError, "the session has no message to run")
+				continue
+			}
+			rt := r.cfg.Runtimes[ss.Runtime]
+			if rt == nil {
+				r.failMessage(ctx, log, ss, *m, fmt.Sprintf("this runner has no %q runtime", ss.Runtime))
+				continue
+			}
+			spec := r.spec(ss, *m, msgs, false)
+			if err := rt.Prepare(ctx, spec); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				r.failMessage(ctx, log, ss, *m, "preparing the run failed: "+err.Error())
+				continue
+			}
+			ss, m2, ok := r.startMessage(ctx, log, ss, *m, StatusRunning)
+			if ok {
+				spec.Session, spec.Message, spec.RunID = ss, m2, *m2.CursorRunID
+				r.execute(ctx, log, rt, spec)
+			}
+
+		case ss.Status == StatusRunning:
+			rt := r.cfg.Runtimes[ss.Runtime]
+			switch {
+			case rt == nil:
+				r.endSession(ctx, log, ss, StatusError, fmt.Sprintf("this runner has no %q runtime", ss.Runtime))
+			case running != nil:
+				// A run this runner did not start: its runner went away.
+				spec := r.spec(ss, *running, msgs, true)
+				if running.CursorRunID != nil {
+					spec.RunID = *running.CursorRunID
+				}
+				r.execute(ctx, log, rt, spec)
+			case next != nil:
+				spec := r.spec(ss, *next, msgs, false)
+				ss, m2, ok := r.startMessage(ctx, log, ss, *next, StatusRunning)
+				if ok {
+					spec.Session, spec.Message, spec.RunID = ss, m2, *m2.CursorRunID
+					r.execute(ctx, log, rt, spec)
+				}
+			default:
+				r.endSession(ctx, log, ss, lastOutcome(msgs), "")
+			}
+
+		case next != nil && ss.Status != StatusExpired:
+			// Terminal with a queued message (left by a run that failed under a
+			// previous runner): start its run.
+			prev := ss.Status
+			ss.Status, ss.Error, ss.CompletedAt = StatusCreating, nil, nil
+			r.apply(ctx, log, Change{Session: ss, Events: []EventInput{statusEvent(now, prev, StatusCreating, "running the next queued message")}})
+
+		default:
+			return
+		}
+	}
+}
+
+// openMessages returns the running message and the oldest queued one.
+func openMessages(msgs []Message) (running, next *Message) {
+	for i := range msgs {
+		switch msgs[i].Status {
+		case MessageRunning:
+			if running == nil {
+				running = &msgs[i]
+			}
+		case MessageQueued:
+			if next == nil {
+				next = &msgs[i]
+			}
+		}
+	}
+	return running, next
+}
+
+// lastOutcome maps the last finished message to a session status.
+func lastOutcome(msgs []Message) Status {
+	for i := len(msgs) - 1; i >= 0; i-- {
+		switch msgs[i].Status {
+		case MessageFinished:
+			return StatusFinished
+		case MessageError:
+			return StatusError
+		case MessageCancelled:
+			return StatusCancelled
+		}
+	}
+	return StatusFinished
+}
+
+func (r *Runner) spec(ss Session, m Message, msgs []Message, adopted bool) RunSpec {
+	prompt := m.Prompt
+	if ss.Preamble != "" {
+		prompt = ss.Preamble + "\n\n" + m.Prompt
+	}
+	followUp := false
+	for _, o := range msgs {
+		if o.ID != m.ID && o.StartedAt != nil {
+			followUp = true
+		}
+	}
+	spec := RunSpec{Session: ss, Message: m, Prompt: prompt, FollowUp: followUp, Adopted: adopted}
+	if m.CursorRunID != nil {
+		spec.RunID = *m.CursorRunID
+	}
+	if ss.CursorKeyCiphertext != nil && r.cfg.Box != nil {
+		key, err := r.cfg.Box.Open(ss.CursorKeyCiphertext, PurposeCursorKey, ss.OrgID, ss.ID)
+		if err != nil {
+			r.cfg.Logger.Error("runner: cannot open the session's Cursor key", "session", ss.ID, "err", err)
+		} else {
+			spec.CursorAPIKey = string(key)
+		}
+	}
+	return spec
+}
+
+// apply commits a change; a lost race is fine (the caller re-reads and decides again).
+func (r *Runner) apply(ctx context.Context, log *slog.Logger, ch Change) bool {
+	_, err := r.cfg.Store.Apply(ctx, ch)
+	if err != nil && !errors.Is(err, ErrConflict) && ctx.Err() == nil {
+		log.Error("runner: applying change", "err", err)
+		// Back off briefly so a persistent failure does not spin.
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+	return err == nil
+}
+
+// startMessage marks m running with a new run id and moves the session to status.
+func (r *Runner) startMessage(ctx context.Context, log *slog.Logger, ss Session, m Message, status Status) (Session, Message, bool) {
+	now := r.cfg.Clock.Now()
+	runID := NewID(PrefixRun)
+	m.Status, m.StartedAt, m.CursorRunID = MessageRunning, &now, &runID
+	prev := ss.Status
+	ss.Status, ss.LatestRunID = status, &runID
+	if ss.StartedAt == nil {
+		ss.StartedAt = &now
+	}
+	ch := Change{Session: ss, Messages: []Message{m}}
+	if prev != status {
+		ev := statusEvent(now, prev, status, "run started")
+		ev.MessageID, ev.CursorRunID = m.ID, runID
+		ch.Events = append(ch.Events, ev)
+	}
+	if !r.apply(ctx, log, ch) {
+		return Session{}, Message{}, false
+	}
+	ss.Version++
+	return ss, m, true
+}
+
+// failMessage records that m could not run and ends the session in error unless
+// more messages are queued.
+func (r *Runner) failMessage(ctx context.Context, log *slog.Logger, ss Session, m Message, reason string) {
+	r.finish(ctx, log, ss.ID, m.ID, RunOutcome{Status: MessageError, Error: reason}, r.cfg.Clock.Now())
+}
+
+// endSession moves the session to a terminal status.
+func (r *Runner) endSession(ctx context.Context, log *slog.Logger, ss Session, to Status, reason string) {
+	now := r.cfg.Clock.Now()
+	prev := ss.Status
+	ss.Status, ss.CompletedAt, ss.RunHandle = to, &now, ""
+	if reason != "" {
+		ss.Error = &reason
+	}
+	r.apply(ctx, log, Change{Session: ss, Events: []EventInput{statusEvent(now, prev, to, reason)}})
+}
+
+// watchInterval is how often a run checks whether its session was cancelled or
+// archived by another process.
+const watchInterval = 250 * time.Millisecond
+
+// execute runs one message through its runtime and records the outcome.
+func (r *Runner) execute(ctx context.Context, log *slog.Logger, rt Runtime, spec RunSpec) {
+	w := NewEventWriter(r.cfg.Store, spec.Session.ID, spec.CursorAPIKey)
+	sink := &runSink{writer: w, store: r.cfg.Store, sessionID: spec.Session.ID}
+	runCtx, cancel := context.WithCancel(ctx)
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		r.watch(runCtx, cancel, spec.Session.ID)
+	}()
+	started := time.Now()
+	out, err := rt.Execute(runCtx, spec, sink)
+	cancel()
+	<-watchDone
+	if werr := w.Close(); werr != nil {
+		log.Error("runner: writing events", "err", werr)
+	}
+	if err != nil {
+		log.Error("runner: run failed", "err", err)
+		out = RunOutcome{Status: MessageError, Error: err.Error()}
+	}
+	if ctx.Err() != nil && out.Status != MessageFinished {
+		out = RunOutcome{Status: MessageError, Error: "the runner shut down while the agent was running; send a follow-up to continue"}
+	}
+	if out.Status != MessageFinished {
+		out.Status = MessageError
+	}
+	if out.DurationMS == 0 {
+		out.DurationMS = time.Since(started).Milliseconds()
+	}
+	out.Error = redact(out.Error, spec.CursorAPIKey)
+	out.ResultText = redact(out.ResultText, spec.CursorAPIKey)
+	r.finish(context.Background(), log, spec.Session.ID, spec.Message.ID, out, r.cfg.Clock.Now())
+}
+
+// watch cancels a run when its session stops being "running" (cancelled or
+// archived by another process).
+func (r *Runner) watch(ctx context.Context, cancel context.CancelFunc, id string) {
+	t := time.NewTicker(watchInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ss, err := r.cfg.Store.GetSession(ctx, id)
+		if err == nil && (ss.Status != StatusRunning || ss.Archived) {
+			cancel()
+			return
+		}
+	}
+}
+
+// finish records a run's outcome on its message and, unless more messages are
+// queued, ends the session with it. It retries lost races.
+func (r *Runner) finish(ctx context.Context, log *slog.Logger, sessionID, messageID string, out RunOutcome, now time.Time) {
+	for range maxRetries {
+		ss, err := r.cfg.Store.GetSession(ctx, sessionID)
+		if err != nil {
+			log.Error("runner: reading session to finish", "err", err)
+			return
+		}
+		msgs, err := r.cfg.Store.ListMessages(ctx, sessionID)
+		if err != nil {
+			log.Error("runner: reading messages to finish", "err", err)
+			return
+		}
+		ch := Change{}
+		ss.RunHandle = ""
+		for _, m := range msgs {
+			if m.ID != messageID || (m.Status != MessageRunning && m.Status != MessageQueued) {
+				continue
+			}
+			m.Status, m.CompletedAt = out.Status, &now
+			if m.StartedAt == nil {
+				m.StartedAt = &now
+			}
+			if out.ResultText != "" {
+				m.ResultText = ptr(out.ResultText)
+			}
+			m.DurationMS = ptr(out.DurationMS)
+			if out.PRURL != "" {
+				m.PRURL = ptr(out.PRURL)
+			}
+			if out.Status == MessageError {
+				m.Error = ptr(out.Error)
+				ev := EventInput{MessageID: m.ID, Type: EventError, CreatedAt: now,
+					Payload: mustJSON(map[string]any{"message": out.Error, "message_id": m.ID})}
+				if m.CursorRunID != nil {
+					ev.CursorRunID = *m.CursorRunID
+				}
+				ch.Events = append(ch.Events, ev)
+			}
+			ch.Messages = append(ch.Messages, m)
+		}
+		if out.PRURL != "" {
+			ss.PRURL = ptr(out.PRURL)
+		}
+		if out.PRBranch != "" {
+			ss.PRBranch = ptr(out.PRBranch)
+		}
+		_, next := openMessages(applyMessages(msgs, ch.Messages))
+		if (ss.Status == StatusRunning || ss.Status == StatusCreating) && next == nil && !ss.Archived {
+			prev := ss.Status
+			ss.Status, ss.CompletedAt = StatusFinished, &now
+			ss.Error = nil
+			reason := "run finished"
+			if out.Status == MessageError {
+				ss.Status = StatusError
+				ss.Error = ptr(out.Error)
+				reason = out.Error
+			}
+			ev := statusEvent(now, prev, ss.Status, reason)
+			ev.MessageID = messageID
+			ch.Events = append(ch.Events, ev)
+		}
+		ch.Session = ss
+		_, err = r.cfg.Store.Apply(ctx, ch)
+		if errors.Is(err, ErrConflict) {
+			continue
+		}
+		if err != nil {
+			log.Error("runner: recording run outcome", "err", err)
+		}
+		return
+	}
+	log.Error("runner: too many concurrent changes while recording a run outcome")
+}
+
+// applyMessages overlays updated messages on the list.
+func applyMessages(msgs, updated []Message) []Message {
+	out := make([]Message, len(msgs))
+	copy(out, msgs)
+	for _, u := range updated {
+		for i := range out {
+			if out[i].ID == u.ID {
+				out[i] = u
+			}
+		}
+	}
+	return out
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func redact(s, secret string) string {
+	if secret == "" {
+		return s
+	}
+	return strings.ReplaceAll(s, secret, "[REDACTED]")
+}
+
+// runSink is the RunSink a runtime writes to.
+type runSink struct {
+	writer    *EventWriter
+	store     Store
+	sessionID string
+}
+
+func (s *runSink) Emit(e EventInput) { s.writer.Emit(e) }
+
+func (s *runSink) SetHandle(ctx context.Context, handle string) error {
+	return s.store.SetRunHandle(ctx, s.sessionID, handle)
+}
