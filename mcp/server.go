@@ -1,0 +1,166 @@
+// Package mcp exposes the Code Agents API as the 13 flapjack_* MCP tools. It is
+// a thin adapter over core.Service: handlers decode, call the Service and wrap
+// its result; every rule lives in core.
+package mcp
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/flapjack-dev/flapjack/core"
+)
+
+// Options configure NewServer.
+type Options struct {
+	// Version is reported as the implementation version.
+	Version string
+	// Logger receives internal errors; it must not write to stdout. Nil discards.
+	Logger *slog.Logger
+}
+
+const instructions = `flapjack runs coding agents on git repositories. A code agent (ca-...) is a template:
+repository, starting branch, model, preamble, PR behaviour. A code session (cs-...) runs a template on
+a prompt in the background and can open a pull request.
+
+Typical flow: flapjack_list_code_agents or flapjack_create_code_agent, then flapjack_start_code_session
+(returns session_id and message_id at once), then poll flapjack_list_code_session_events with
+since = last_seq of the previous call and waitSeconds up to 25 instead of sleeping, until a status
+event says finished, error, cancelled or expired. Send follow-ups with
+flapjack_send_code_session_message. Cancel a running session before archiving it.
+
+Errors are tool errors whose text starts with a code: VALIDATION_ERROR, NOT_FOUND, SESSION_ACTIVE,
+SESSION_NOT_ACTIVE, SESSION_ARCHIVED, SESSION_EXPIRED, CANCEL_UNSUPPORTED, cursor_cancel_failed,
+archive_failed, INTERNAL.`
+
+// NewServer returns an MCP server named "flapjack" with the 13 tools, acting
+// on svc as actor.
+func NewServer(svc *core.Service, actor core.Actor, opts Options) *mcp.Server {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := mcp.NewServer(&mcp.Implementation{Name: "flapjack", Title: "flapjack", Version: opts.Version},
+		&mcp.ServerOptions{Instructions: instructions, Logger: log})
+	h := handlers{svc: svc, actor: actor}
+
+	addTool(s, log, listAgentsTool(), h.listAgents)
+	addTool(s, log, getAgentTool(), h.getAgent)
+	addTool(s, log, createAgentTool(), h.createAgent)
+	addTool(s, log, updateAgentTool(), h.updateAgent)
+	addTool(s, log, deleteAgentTool(), h.deleteAgent)
+	addTool(s, log, listSessionsTool(), h.listSessions)
+	addTool(s, log, getSessionTool(), h.getSession)
+	addTool(s, log, startSessionTool(), h.startSession)
+	addTool(s, log, updateSessionTool(), h.updateSession)
+	addTool(s, log, sendMessageTool(), h.sendMessage)
+	addTool(s, log, listEventsTool(), h.listEvents)
+	addTool(s, log, cancelSessionTool(), h.cancelSession)
+	addTool(s, log, archiveSessionTool(), h.archiveSession)
+	return s
+}
+
+// ---- Inputs and outputs ----
+
+type orgInput struct {
+	OrgID string `json:"orgId,omitempty"`
+}
+
+type agentIDInput struct {
+	CodeAgentID string `json:"codeAgentId"`
+}
+
+type sessionIDInput struct {
+	CodeSessionID string `json:"codeSessionId"`
+}
+
+type updateAgentInput struct {
+	CodeAgentID string `json:"codeAgentId"`
+	core.AgentFields
+}
+
+type updateSessionInput struct {
+	CodeSessionID string `json:"codeSessionId"`
+	// WebhookURL is required; null or "" clears it.
+	WebhookURL *string `json:"webhookUrl"`
+}
+
+type sendMessageInput struct {
+	CodeSessionID string `json:"codeSessionId"`
+	Prompt        string `json:"prompt"`
+}
+
+type listEventsInput struct {
+	CodeSessionID string `json:"codeSessionId"`
+	core.EventsInput
+}
+
+type agentList struct {
+	CodeAgents []core.CodeAgent `json:"code_agents"`
+}
+
+type sessionList struct {
+	CodeSessions []core.Session `json:"code_sessions"`
+}
+
+// ---- Handlers ----
+
+type handlers struct {
+	svc   *core.Service
+	actor core.Actor
+}
+
+func (h handlers) listAgents(ctx context.Context, in orgInput) (agentList, error) {
+	l, err := h.svc.ListAgents(ctx, h.actor, in.OrgID)
+	return agentList{CodeAgents: l}, err
+}
+
+func (h handlers) getAgent(ctx context.Context, in agentIDInput) (core.CodeAgent, error) {
+	return h.svc.GetAgent(ctx, h.actor, in.CodeAgentID)
+}
+
+func (h handlers) createAgent(ctx context.Context, in core.CreateAgentInput) (core.CodeAgent, error) {
+	return h.svc.CreateAgent(ctx, h.actor, in)
+}
+
+func (h handlers) updateAgent(ctx context.Context, in updateAgentInput) (core.CodeAgent, error) {
+	return h.svc.UpdateAgent(ctx, h.actor, in.CodeAgentID, in.AgentFields)
+}
+
+func (h handlers) deleteAgent(ctx context.Context, in agentIDInput) (core.OKResult, error) {
+	return h.svc.DeleteAgent(ctx, h.actor, in.CodeAgentID)
+}
+
+func (h handlers) listSessions(ctx context.Context, in core.ListSessionsInput) (sessionList, error) {
+	l, err := h.svc.ListSessions(ctx, h.actor, in)
+	return sessionList{CodeSessions: l}, err
+}
+
+func (h handlers) getSession(ctx context.Context, in sessionIDInput) (core.SessionDetail, error) {
+	return h.svc.GetSession(ctx, h.actor, in.CodeSessionID)
+}
+
+func (h handlers) startSession(ctx context.Context, in core.StartSessionInput) (core.StartResult, error) {
+	return h.svc.StartSession(ctx, h.actor, in)
+}
+
+func (h handlers) updateSession(ctx context.Context, in updateSessionInput) (core.Session, error) {
+	return h.svc.UpdateSession(ctx, h.actor, in.CodeSessionID, in.WebhookURL)
+}
+
+func (h handlers) sendMessage(ctx context.Context, in sendMessageInput) (core.SendResult, error) {
+	return h.svc.SendMessage(ctx, h.actor, in.CodeSessionID, in.Prompt)
+}
+
+func (h handlers) listEvents(ctx context.Context, in listEventsInput) (core.EventPage, error) {
+	return h.svc.ListEvents(ctx, h.actor, in.CodeSessionID, in.EventsInput)
+}
+
+func (h handlers) cancelSession(ctx context.Context, in sessionIDInput) (core.CancelResult, error) {
+	return h.svc.Cancel(ctx, h.actor, in.CodeSessionID)
+}
+
+func (h handlers) archiveSession(ctx context.Context, in sessionIDInput) (core.ArchiveResult, error) {
+	return h.svc.Archive(ctx, h.actor, in.CodeSessionID)
+}

@@ -1,0 +1,202 @@
+package mcp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/jsonschema-go/jsonschema"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/flapjack-dev/flapjack/core"
+)
+
+// toolDef is one tool: its definition (without schemas) and a description for
+// every input property.
+type toolDef struct {
+	tool  *mcp.Tool
+	props map[string]string
+}
+
+// addTool registers a typed tool. Unlike the SDK's generic AddTool, it
+// validates arguments itself, so that schema violations are reported as
+// VALIDATION_ERROR like every other validation failure.
+func addTool[In, Out any](s *mcp.Server, log *slog.Logger, d toolDef, fn func(context.Context, In) (Out, error)) {
+	t := d.tool
+	in := mustSchema[In]()
+	tuneInput(t.Name, in, d.props)
+	out := mustSchema[Out]()
+	tuneOutput(out)
+	inRes := mustResolve(t.Name, in)
+	outRes := mustResolve(t.Name, out)
+	t.InputSchema = in
+	t.OutputSchema = out
+
+	s.AddTool(t, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		v, verr := decode[In](req.Params.Arguments, inRes)
+		if verr != nil {
+			return toolError(verr), nil
+		}
+		res, err := fn(ctx, v)
+		if err != nil {
+			if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+				// The client gave up on the request; there is nobody to answer.
+				return nil, err
+			}
+			e := core.AsError(err)
+			if e.Code == core.CodeInternal {
+				log.ErrorContext(ctx, "tool failed", "tool", t.Name, "err", errors.Unwrap(e))
+			}
+			return toolError(e), nil
+		}
+		b, err := json.Marshal(res)
+		if err == nil {
+			err = validate(outRes, b)
+		}
+		if err != nil {
+			log.ErrorContext(ctx, "tool output does not match its schema", "tool", t.Name, "err", err)
+			return toolError(core.Internal(err)), nil
+		}
+		return &mcp.CallToolResult{
+			Content:           []mcp.Content{&mcp.TextContent{Text: string(b)}},
+			StructuredContent: json.RawMessage(b),
+		}, nil
+	})
+}
+
+// toolError is a tool result whose text is "CODE: message".
+func toolError(e *core.Error) *mcp.CallToolResult {
+	var r mcp.CallToolResult
+	r.SetError(e)
+	return &r
+}
+
+// decode validates raw arguments against the input schema and unmarshals them.
+func decode[In any](raw json.RawMessage, schema *jsonschema.Resolved) (In, *core.Error) {
+	var v In
+	if len(raw) == 0 || string(raw) == "null" {
+		raw = json.RawMessage("{}")
+	}
+	err := validate(schema, raw)
+	if err == nil {
+		err = json.Unmarshal(raw, &v)
+	}
+	if err != nil {
+		return v, core.Errorf(core.CodeValidation, "arguments: %s", clip(strings.TrimPrefix(err.Error(), "validating root: ")))
+	}
+	return v, nil
+}
+
+// clip bounds a message that may quote a client's value.
+func clip(s string) string {
+	const limit = 300
+	if len(s) <= limit {
+		return s
+	}
+	return strings.ToValidUTF8(s[:limit], "") + "…"
+}
+
+func validate(schema *jsonschema.Resolved, b []byte) error {
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	return schema.Validate(v)
+}
+
+// typeSchemas fixes the library's defaults for our types.
+func typeSchemas() map[reflect.Type]*jsonschema.Schema {
+	var statuses []any
+	for _, s := range core.AllStatuses() {
+		statuses = append(statuses, string(s))
+	}
+	return map[reflect.Type]*jsonschema.Schema{
+		// Event payloads are any JSON value, not a byte array.
+		reflect.TypeFor[json.RawMessage](): {Description: "The event's data, any JSON value; its shape depends on event_type."},
+		// model_params / modelParams: an object, or null when unset.
+		reflect.TypeFor[map[string]any](): {Types: []string{"null", "object"}},
+		reflect.TypeFor[time.Time]():      {Type: "string", Format: "date-time"},
+		reflect.TypeFor[core.Status]():    {Type: "string", Enum: statuses},
+	}
+}
+
+func mustSchema[T any]() *jsonschema.Schema {
+	s, err := jsonschema.For[T](&jsonschema.ForOptions{TypeSchemas: typeSchemas()})
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+func mustResolve(name string, s *jsonschema.Schema) *jsonschema.Resolved {
+	r, err := s.Resolve(&jsonschema.ResolveOptions{ValidateDefaults: true})
+	if err != nil {
+		panic(fmt.Sprintf("tool %s: %v", name, err))
+	}
+	return r
+}
+
+// tuneInput adds descriptions and limits to the input properties. Every
+// property must have a description, and every description a property.
+func tuneInput(name string, s *jsonschema.Schema, props map[string]string) {
+	if s.Type != "object" || s.AdditionalProperties == nil {
+		panic(fmt.Sprintf("tool %s: input must be a closed object", name))
+	}
+	limits := inputLimits()
+	for p, ps := range s.Properties {
+		desc, ok := props[p]
+		if !ok {
+			panic(fmt.Sprintf("tool %s: input property %q has no description", name, p))
+		}
+		ps.Description = desc
+		if l, ok := limits[p]; ok {
+			l(ps)
+		}
+	}
+	for p := range props {
+		if _, ok := s.Properties[p]; !ok {
+			panic(fmt.Sprintf("tool %s: description for unknown input property %q", name, p))
+		}
+	}
+}
+
+// inputLimits are schema keywords for input properties, by name; the Service
+// checks the same limits. String lengths are left to the Service and stated in
+// the descriptions: the schema library quotes the offending value in its
+// errors, and a 100,000-character prompt or a key must not be echoed back.
+func inputLimits() map[string]func(*jsonschema.Schema) {
+	between := func(lo, hi float64) func(*jsonschema.Schema) {
+		return func(s *jsonschema.Schema) { s.Minimum, s.Maximum = &lo, &hi }
+	}
+	var statuses []any
+	for _, s := range core.AllStatuses() {
+		statuses = append(statuses, string(s))
+	}
+	return map[string]func(*jsonschema.Schema){
+		"prompt":      func(s *jsonschema.Schema) { s.MinLength = jsonschema.Ptr(1) },
+		"since":       func(s *jsonschema.Schema) { s.Minimum = jsonschema.Ptr(0.0) },
+		"limit":       between(1, core.MaxEventLimit),
+		"waitSeconds": between(0, core.MaxWaitSeconds),
+		"status":      func(s *jsonschema.Schema) { s.Enum = statuses },
+	}
+}
+
+// tuneOutput declares lists as arrays: the Service never returns null lists.
+func tuneOutput(s *jsonschema.Schema) {
+	if s == nil {
+		return
+	}
+	if slices.Equal(s.Types, []string{"null", "array"}) {
+		s.Types, s.Type = nil, "array"
+	}
+	for _, p := range s.Properties {
+		tuneOutput(p)
+	}
+	tuneOutput(s.Items)
+}
