@@ -22,6 +22,21 @@ func NewID(prefix string) string {
 	return prefix + strings.ToLower(rand.Text()[:20])
 }
 
+// NewSortableID returns prefix, 10 base32 characters of the Unix millisecond
+// time, then 10 random ones (50 bits). Ids made in time order sort together, so
+// the unique index on event ids is appended to rather than written at random
+// pages: that keeps event appends fast as the log grows.
+func NewSortableID(prefix string, t time.Time) string {
+	const alphabet = "0123456789abcdefghijklmnopqrstuv" // base32hex: sorts like the number
+	ms := uint64(t.UnixMilli())
+	var b [10]byte
+	for i := len(b) - 1; i >= 0; i-- {
+		b[i] = alphabet[ms&31]
+		ms >>= 5
+	}
+	return prefix + string(b[:]) + strings.ToLower(rand.Text()[:10])
+}
+
 // Clock tells the time; tests inject a fixed or stepping one.
 type Clock interface {
 	Now() time.Time

@@ -44,7 +44,8 @@ type Store interface {
 	AppendEvents(ctx context.Context, sessionID string, events []EventInput) ([]Event, error)
 	// ListEvents reads a session's log by keyset: seq > Since, ascending, at most Limit.
 	ListEvents(ctx context.Context, q EventQuery) ([]Event, error)
-	// SetRunHandle records the active run's handle without touching Version.
+	// SetRunHandle records the active run's handle and bumps Version, so a
+	// change decided before the handle existed cannot erase it.
 	SetRunHandle(ctx context.Context, sessionID, handle string) error
 	// DataVersion changes whenever another connection commits; the runner polls it
 	// to notice new work cheaply.

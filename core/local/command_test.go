@@ -1,0 +1,83 @@
+package local
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestParseCommand(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in      string
+		want    []string
+		wantErr bool
+	}{
+		{in: "cursor-agent", want: []string{"cursor-agent"}},
+		{in: "  a  b\tc\n", want: []string{"a", "b", "c"}},
+		{in: `/opt/my agent/run.sh`, want: []string{"/opt/my", "agent/run.sh"}},
+		{in: `'/opt/my agent/run.sh' --flag`, want: []string{"/opt/my agent/run.sh", "--flag"}},
+		{in: `"/opt/my agent/run.sh" -p`, want: []string{"/opt/my agent/run.sh", "-p"}},
+		{in: `/opt/my\ agent/run.sh`, want: []string{"/opt/my agent/run.sh"}},
+		{in: `a'b c'd`, want: []string{"ab cd"}},
+		{in: `'it''s'`, want: []string{"its"}},
+		{in: `"say \"hi\" \\ \$HOME \a"`, want: []string{`say "hi" \ $HOME \a`}},
+		{in: `'no $expansion or \escapes'`, want: []string{`no $expansion or \escapes`}},
+		{in: `$HOME ~ *`, want: []string{"$HOME", "~", "*"}},
+		{in: `a '' b ""`, want: []string{"a", "", "b", ""}},
+		{in: "a \\\nb", want: []string{"a", "b"}},
+		{in: `"x\` + "\n" + `y"`, want: []string{"xy"}},
+		{in: `héllo wörld`, want: []string{"héllo", "wörld"}},
+		{in: "", wantErr: true},
+		{in: "   ", wantErr: true},
+		{in: `'open`, wantErr: true},
+		{in: `"open`, wantErr: true},
+		{in: `"open\"`, wantErr: true},
+		{in: `trailing\`, wantErr: true},
+	}
+	for _, tt := range tests {
+		got, err := ParseCommand(tt.in)
+		if (err != nil) != tt.wantErr {
+			t.Errorf("ParseCommand(%q) error = %v, want error %v", tt.in, err, tt.wantErr)
+			continue
+		}
+		if diff := cmp.Diff(tt.want, got); diff != "" {
+			t.Errorf("ParseCommand(%q) (-want +got):\n%s", tt.in, diff)
+		}
+	}
+}
+
+func TestNew(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	if _, err := New(Config{WorkspaceRoot: root, Agent: "claude", Command: []string{"x"}}); err == nil || !strings.Contains(err.Error(), "available: exec") {
+		t.Errorf("unknown agent: error = %v, want one listing the available agents", err)
+	}
+	if _, err := New(Config{WorkspaceRoot: root, Agent: AgentExec}); err == nil {
+		t.Error("exec without a command: no error")
+	}
+	if _, err := New(Config{Agent: AgentExec, Command: []string{"x"}}); err == nil {
+		t.Error("no workspace root: no error")
+	}
+	r, err := New(Config{WorkspaceRoot: root, Agent: AgentExec, Command: []string{"bin/agent", "-p"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Name() != "local" || r.NeedsCursorKey() || !r.AllowsLocalRepos() {
+		t.Errorf("Name, NeedsCursorKey, AllowsLocalRepos = %q, %v, %v; want local, false, true", r.Name(), r.NeedsCursorKey(), r.AllowsLocalRepos())
+	}
+	if !strings.HasPrefix(r.command[0], "/") || !strings.HasSuffix(r.command[0], "/bin/agent") {
+		t.Errorf("relative command path not made absolute: %q", r.command[0])
+	}
+	if r.killGrace != DefaultKillGrace {
+		t.Errorf("kill grace = %v, want %v", r.killGrace, DefaultKillGrace)
+	}
+	r, err = New(Config{WorkspaceRoot: root, Agent: AgentExec, Command: []string{"cursor-agent"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.command[0] != "cursor-agent" {
+		t.Errorf("command looked up in PATH was changed to %q", r.command[0])
+	}
+}

@@ -1,0 +1,413 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/flapjack-dev/flapjack/core"
+)
+
+// BranchPrefix starts the name of the branch each session works on.
+const BranchPrefix = "flapjack/"
+
+// Fallback identity for commits in a workspace whose git has no user.email.
+const (
+	fallbackName  = "flapjack"
+	fallbackEmail = "flapjack@localhost"
+)
+
+// gitWaitDelay bounds how long a killed git may hold its pipes (an ssh child).
+const gitWaitDelay = 5 * time.Second
+
+// commitTimeout bounds the commit after a run; it runs even when the run's
+// context is cancelled, so work is never stranded.
+const commitTimeout = 2 * time.Minute
+
+// repoLocationEnv lists variables that would point git at another repository
+// than the workspace; a runner started from a git hook could inherit them.
+func repoLocationEnv() []string {
+	return []string{
+		"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
+		"GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_COMMON_DIR", "GIT_NAMESPACE", "GIT_PREFIX",
+	}
+}
+
+// gitError is a failed git command. Its text is client-safe: the subcommand
+// and git's last stderr line, never the environment.
+type gitError struct {
+	sub      string
+	exitCode int
+	last     string
+	err      error
+}
+
+func (e *gitError) Error() string {
+	if e.last != "" {
+		return "git " + e.sub + " failed: " + e.last
+	}
+	if e.exitCode > 0 {
+		return fmt.Sprintf("git %s failed with status %d", e.sub, e.exitCode)
+	}
+	return "git " + e.sub + " failed: " + e.err.Error()
+}
+
+func (e *gitError) Unwrap() error { return e.err }
+
+// gitRun is one git invocation.
+type gitRun struct {
+	dir   string
+	args  []string
+	env   []string // added to the base environment
+	stdin string
+}
+
+// baseEnv is the runner's environment without variables that redirect git.
+func baseEnv() []string {
+	env := os.Environ()
+	drop := repoLocationEnv()
+	out := env[:0:0]
+	for _, kv := range env {
+		if !hasEnvKey(kv, drop...) {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// hasEnvKey reports whether the KEY=value pair kv sets one of keys.
+func hasEnvKey(kv string, keys ...string) bool {
+	k, _, _ := strings.Cut(kv, "=")
+	for _, key := range keys {
+		if k == key {
+			return true
+		}
+	}
+	return false
+}
+
+// git runs git with the protections every call needs: ext:: transports off,
+// no terminal prompts, stdin from g.stdin. Hooks and fsmonitor are off too:
+// the agent can write the workspace's .git/config and hooks, and must not get
+// the runner to run a command for it. It returns trimmed stdout.
+func (r *Runtime) git(ctx context.Context, g gitRun) (string, error) {
+	args := append([]string{"-c", "protocol.ext.allow=never", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false"}, g.args...)
+	cmd := exec.CommandContext(ctx, "git", args...)
+	cmd.Dir = g.dir
+	cmd.Env = append(append(baseEnv(), "GIT_TERMINAL_PROMPT=0"), g.env...)
+	cmd.Stdin = strings.NewReader(g.stdin)
+	cmd.WaitDelay = gitWaitDelay
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	sub := ""
+	if len(g.args) > 0 {
+		sub = g.args[0]
+	}
+	if err := cmd.Run(); err != nil {
+		ge := &gitError{sub: sub, exitCode: -1, last: lastLine(stderr.String()), err: err}
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			ge.exitCode = ee.ExitCode()
+		}
+		if ctx.Err() != nil {
+			ge.last, ge.err = "", ctx.Err()
+		}
+		r.log.DebugContext(ctx, "git failed", "dir", g.dir, "sub", sub, "exit", ge.exitCode, "stderr", ge.last)
+		return "", ge
+	}
+	return strings.TrimRight(stdout.String(), "\n"), nil
+}
+
+// exitCode returns the exit status of a failed git, -1 for other failures.
+func exitCode(err error) int {
+	var ge *gitError
+	if errors.As(err, &ge) {
+		return ge.exitCode
+	}
+	return -1
+}
+
+// lastLine returns the last non-blank line of s, valid UTF-8, at most 500 bytes.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	l := strings.TrimSpace(strings.ToValidUTF8(lines[len(lines)-1], "\uFFFD"))
+	return truncateRunes(l, 500)
+}
+
+// truncateRunes cuts s to at most n bytes at a rune boundary.
+func truncateRunes(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// Prepare clones the repository into the session's workspace and checks out the
+// session's branch. The clone is made in a temporary directory and renamed into
+// place when complete, so an existing workspace is always a ready one and
+// Prepare can be repeated after a crash.
+func (r *Runtime) Prepare(ctx context.Context, spec core.RunSpec) error {
+	s := spec.Session
+	ws, err := r.workspace(s.ID)
+	if err != nil {
+		return err
+	}
+	if fi, err := os.Stat(ws); err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("workspace of session %s is not a directory", s.ID)
+		}
+		return nil
+	}
+	if s.StartingRef != "" {
+		if err := core.ValidateRef("starting_ref", s.StartingRef); err != nil {
+			return errors.New(core.AsError(err).Message)
+		}
+	}
+	if s.RepoURL == "" || strings.HasPrefix(s.RepoURL, "-") {
+		return fmt.Errorf("invalid repository URL %q", displayURL(s.RepoURL))
+	}
+	if err := os.MkdirAll(r.root, 0o700); err != nil {
+		return fmt.Errorf("create workspace root: %w", err)
+	}
+	r.removeTempClones(s.ID)
+	tmp, err := os.MkdirTemp(r.root, "."+s.ID+".clone-")
+	if err != nil {
+		return fmt.Errorf("create workspace: %w", err)
+	}
+	defer os.RemoveAll(tmp) // a no-op once renamed
+
+	start := time.Now()
+	if _, err := r.git(ctx, gitRun{dir: r.root, args: []string{"clone", "--quiet", "--no-checkout", "--", s.RepoURL, tmp}}); err != nil {
+		return errors.New(strings.ReplaceAll(err.Error(), s.RepoURL, displayURL(s.RepoURL)))
+	}
+	if err := r.checkoutStart(ctx, tmp, s); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, ws); err != nil {
+		if _, statErr := os.Stat(ws); statErr == nil {
+			return nil // prepared concurrently
+		}
+		return fmt.Errorf("create workspace: %w", err)
+	}
+	r.log.InfoContext(ctx, "workspace prepared", "session", s.ID, "ref", s.StartingRef, "elapsed", time.Since(start))
+	return nil
+}
+
+// checkoutStart resolves the starting ref in a fresh clone and checks out the
+// branch the session works on.
+func (r *Runtime) checkoutStart(ctx context.Context, dir string, s core.Session) error {
+	ref := s.StartingRef
+	if ref == "" {
+		head, err := r.git(ctx, gitRun{dir: dir, args: []string{"symbolic-ref", "--quiet", "refs/remotes/origin/HEAD"}})
+		if err != nil || !strings.HasPrefix(head, "refs/remotes/origin/") {
+			return fmt.Errorf("repository %s has no default branch; set a starting ref", displayURL(s.RepoURL))
+		}
+		ref = strings.TrimPrefix(head, "refs/remotes/origin/")
+	}
+	isTag := false
+	sha, err := r.revParse(ctx, dir, "refs/remotes/origin/"+ref)
+	if err != nil {
+		return err
+	}
+	if sha == "" {
+		isTag = true
+		if sha, err = r.revParse(ctx, dir, "refs/tags/"+ref); err != nil {
+			return err
+		}
+	}
+	if sha == "" {
+		return fmt.Errorf("starting ref %s not found in %s", ref, displayURL(s.RepoURL))
+	}
+	branch := BranchPrefix + s.ID
+	if s.WorkOnCurrentBranch {
+		if isTag {
+			return fmt.Errorf("starting ref %s is a tag; work_on_current_branch needs a branch", ref)
+		}
+		branch = ref
+	}
+	// -B: with workOnCurrentBranch the default branch already exists locally.
+	_, err = r.git(ctx, gitRun{dir: dir, args: []string{"checkout", "--quiet", "--no-track", "-B", branch, sha, "--"}})
+	return err
+}
+
+// revParse resolves name to a commit id, "" when it does not exist.
+func (r *Runtime) revParse(ctx context.Context, dir, name string) (string, error) {
+	out, err := r.git(ctx, gitRun{dir: dir, args: []string{"rev-parse", "--verify", "--quiet", "--end-of-options", name + "^{commit}"}})
+	if err != nil {
+		if exitCode(err) == 1 {
+			return "", nil
+		}
+		return "", err
+	}
+	return out, nil
+}
+
+// removeTempClones deletes clones a crashed Prepare left behind.
+func (r *Runtime) removeTempClones(sessionID string) {
+	matches, _ := filepath.Glob(filepath.Join(r.root, "."+sessionID+".clone-*"))
+	for _, m := range matches {
+		_ = removeAll(m)
+	}
+}
+
+// head returns the workspace's HEAD commit.
+func (r *Runtime) head(ctx context.Context, ws string) (string, error) {
+	return r.git(ctx, gitRun{dir: ws, args: []string{"rev-parse", "--verify", "--quiet", "HEAD^{commit}"}})
+}
+
+// commitAll commits every change in the workspace on its current branch, with
+// the message's first line as subject. It reports whether it made a commit.
+func (r *Runtime) commitAll(ctx context.Context, ws string, spec core.RunSpec) (bool, error) {
+	if _, err := r.git(ctx, gitRun{dir: ws, args: []string{"add", "-A"}}); err != nil {
+		return false, err
+	}
+	_, err := r.git(ctx, gitRun{dir: ws, args: []string{"diff", "--cached", "--quiet", "--exit-code"}})
+	if err == nil {
+		return false, nil // nothing staged
+	}
+	if exitCode(err) != 1 {
+		return false, err
+	}
+	var env []string
+	if email, _ := r.git(ctx, gitRun{dir: ws, args: []string{"config", "user.email"}}); strings.TrimSpace(email) == "" {
+		env = []string{
+			"GIT_AUTHOR_NAME=" + fallbackName, "GIT_AUTHOR_EMAIL=" + fallbackEmail,
+			"GIT_COMMITTER_NAME=" + fallbackName, "GIT_COMMITTER_EMAIL=" + fallbackEmail,
+		}
+	}
+	msg := commitSubject(spec) + "\n\nflapjack session " + spec.Session.ID + ", message " + spec.Message.ID + "\n"
+	// No hooks and no signing: a hook or a pinentry must not keep the work
+	// uncommitted in a runner nobody watches.
+	_, err = r.git(ctx, gitRun{dir: ws, env: env, stdin: msg,
+		args: []string{"-c", "commit.gpgsign=false", "commit", "--quiet", "--no-verify", "--file=-"}})
+	if err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// commitSubject is the first non-blank line of the message's prompt, at most 72
+// characters.
+func commitSubject(spec core.RunSpec) string {
+	first := ""
+	for _, line := range strings.Split(spec.Message.Prompt, "\n") {
+		if first = strings.TrimSpace(line); first != "" {
+			break
+		}
+	}
+	first = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(first, "\uFFFD"))
+	if first == "" {
+		return "flapjack session " + spec.Session.ID
+	}
+	if utf8.RuneCountInString(first) > 72 {
+		first = strings.TrimSpace(string([]rune(first)[:72]))
+	}
+	return first
+}
+
+// fileChange is one path of a file_edit event.
+type fileChange struct {
+	Path    string `json:"path"`
+	Status  string `json:"status"`
+	OldPath string `json:"old_path,omitempty"`
+}
+
+// fileEdit is the payload of a file_edit event.
+type fileEdit struct {
+	Commit string       `json:"commit"`
+	Branch string       `json:"branch"`
+	Files  []fileChange `json:"files"`
+}
+
+// changes lists the paths that differ between two commits.
+func (r *Runtime) changes(ctx context.Context, ws, before, after string) ([]fileChange, error) {
+	out, err := r.git(ctx, gitRun{dir: ws, args: []string{"diff", "--no-ext-diff", "--name-status", "-z", "-M", before, after, "--"}})
+	if err != nil {
+		return nil, err
+	}
+	return parseNameStatus(out), nil
+}
+
+// parseNameStatus reads `git diff --name-status -z`: a status, then one path,
+// or two (old, new) for renames and copies.
+func parseNameStatus(out string) []fileChange {
+	fields := strings.Split(strings.TrimRight(out, "\x00"), "\x00")
+	files := []fileChange{}
+	for i := 0; i < len(fields); i++ {
+		st := fields[i]
+		if st == "" || i+1 >= len(fields) {
+			continue
+		}
+		fc := fileChange{Status: statusWord(st[0])}
+		if (st[0] == 'R' || st[0] == 'C') && i+2 < len(fields) {
+			fc.OldPath, fc.Path = fields[i+1], fields[i+2]
+			i += 2
+		} else {
+			fc.Path = fields[i+1]
+			i++
+		}
+		fc.Path = strings.ToValidUTF8(fc.Path, "\uFFFD")
+		fc.OldPath = strings.ToValidUTF8(fc.OldPath, "\uFFFD")
+		files = append(files, fc)
+	}
+	return files
+}
+
+// statusWord spells out git's one-letter change status.
+func statusWord(c byte) string {
+	switch c {
+	case 'A':
+		return "added"
+	case 'M':
+		return "modified"
+	case 'D':
+		return "deleted"
+	case 'R':
+		return "renamed"
+	case 'C':
+		return "copied"
+	case 'T':
+		return "type_changed"
+	case 'U':
+		return "unmerged"
+	}
+	return "unknown"
+}
+
+// currentBranch returns the branch HEAD is on, "" when detached.
+func (r *Runtime) currentBranch(ctx context.Context, ws string) string {
+	b, err := r.git(ctx, gitRun{dir: ws, args: []string{"symbolic-ref", "--quiet", "--short", "HEAD"}})
+	if err != nil {
+		return ""
+	}
+	return b
+}
+
+// workspaceExists reports whether Prepare has made the session's workspace.
+func workspaceExists(ws string) (bool, error) {
+	fi, err := os.Stat(ws)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return fi.IsDir(), nil
+}

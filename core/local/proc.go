@@ -1,0 +1,195 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/flapjack-dev/flapjack/core"
+)
+
+// pollInterval is how often a stopping process is checked.
+const pollInterval = 20 * time.Millisecond
+
+// killWait bounds the wait for a process group after SIGKILL.
+const killWait = 5 * time.Second
+
+// sessionEnv is the variable that marks every process of a session's run; it
+// tells a live run apart from an unrelated process that reused its pid.
+const sessionEnv = "FLAPJACK_SESSION_ID"
+
+// parseHandle reads a run handle: the agent's process group id.
+func parseHandle(h string) (int, bool) {
+	pgid, err := strconv.Atoi(strings.TrimSpace(h))
+	if err != nil || pgid <= 1 {
+		return 0, false
+	}
+	return pgid, true
+}
+
+// safeGroup reports whether pgid may be signalled: never init, never our own
+// group (that would stop the runner or the caller).
+func safeGroup(pgid int) bool {
+	return pgid > 1 && pgid != syscall.Getpgrp() && pgid != os.Getpid()
+}
+
+// signalGroup sends sig to every process of group pgid.
+func signalGroup(pgid int, sig syscall.Signal) error {
+	if !safeGroup(pgid) {
+		return fmt.Errorf("refusing to signal process group %d", pgid)
+	}
+	return syscall.Kill(-pgid, sig)
+}
+
+// procStat reads a process's state letter and process group from
+// /proc/<pid>/stat; ok is false when there is no such process.
+func procStat(pid int) (state byte, pgrp int, ok bool) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, false
+	}
+	// The command name (field 2) is in parentheses and may hold anything.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, 0, false
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 3 || f[0] == "" {
+		return 0, 0, false
+	}
+	pgrp, err = strconv.Atoi(f[2])
+	if err != nil {
+		return 0, 0, false
+	}
+	return f[0][0], pgrp, true
+}
+
+// running reports whether pid is a process that has not exited; a zombie has
+// exited and only waits for its parent, which may be another process.
+func running(pid int) bool {
+	st, _, ok := procStat(pid)
+	return ok && st != 'Z' && st != 'X' && st != 'x'
+}
+
+// leaderRunning reports whether pgid's leader is running and still leads it.
+func leaderRunning(pgid int) bool {
+	st, pgrp, ok := procStat(pgid)
+	return ok && pgrp == pgid && st != 'Z' && st != 'X' && st != 'x'
+}
+
+// groupMembers lists the running processes of group pgid.
+func groupMembers(pgid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st, pgrp, ok := procStat(pid); ok && pgrp == pgid && st != 'Z' && st != 'X' && st != 'x' {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// ownedBy reports whether pid belongs to the session's run: it carries the
+// session's marker in its environment, or works in the session's workspace
+// (for an agent that replaced its environment).
+func ownedBy(pid int, sessionID, ws string) bool {
+	proc := "/proc/" + strconv.Itoa(pid)
+	if env, err := os.ReadFile(proc + "/environ"); err == nil {
+		marker := []byte(sessionEnv + "=" + sessionID)
+		for _, kv := range bytes.Split(env, []byte{0}) {
+			if bytes.Equal(kv, marker) {
+				return true
+			}
+		}
+	}
+	cwd, err := os.Readlink(proc + "/cwd")
+	if err != nil {
+		return false
+	}
+	if real, err := filepath.EvalSymlinks(ws); err == nil {
+		ws = real
+	}
+	return cwd == ws || strings.HasPrefix(cwd, ws+string(filepath.Separator))
+}
+
+// Cancel stops the session's agent from any process: it records the
+// cancellation first (so the agent's death is not read as a failure), then
+// sends SIGTERM to the agent's process group, and SIGKILL after the grace
+// period. A handle whose process is gone, or is no longer the session's agent
+// (its pid reused), is left alone.
+func (r *Runtime) Cancel(ctx context.Context, s core.Session, markCancelled func(context.Context) error) error {
+	if err := markCancelled(ctx); err != nil {
+		return err
+	}
+	pgid, ok := parseHandle(s.RunHandle)
+	if !ok || !safeGroup(pgid) || !leaderRunning(pgid) {
+		return nil
+	}
+	ws, err := r.workspace(s.ID)
+	if err != nil {
+		return nil
+	}
+	if !ownedBy(pgid, s.ID, ws) {
+		r.log.WarnContext(ctx, "run handle names a process of another program; not signalling it", "session", s.ID, "pgid", pgid)
+		return nil
+	}
+	r.log.InfoContext(ctx, "stopping agent", "session", s.ID, "pgid", pgid)
+	return r.stopGroup(ctx, pgid, func() bool { return !leaderRunning(pgid) })
+}
+
+// stopGroup sends SIGTERM to group pgid, waits up to the kill grace for gone,
+// then sends SIGKILL and waits a bounded time again.
+func (r *Runtime) stopGroup(ctx context.Context, pgid int, gone func() bool) error {
+	if err := signalGroup(pgid, syscall.SIGTERM); err != nil {
+		return nil // already gone (ESRCH) or not ours to signal
+	}
+	if done, err := waitUntil(ctx, r.killGrace, gone); done || err != nil {
+		if err != nil {
+			_ = signalGroup(pgid, syscall.SIGKILL)
+		}
+		return err
+	}
+	r.log.InfoContext(ctx, "agent ignored SIGTERM; killing", "pgid", pgid)
+	_ = signalGroup(pgid, syscall.SIGKILL)
+	done, err := waitUntil(ctx, killWait, gone)
+	if err != nil {
+		return err
+	}
+	if !done {
+		r.log.WarnContext(ctx, "agent still running after SIGKILL", "pgid", pgid)
+	}
+	return nil
+}
+
+// waitUntil polls cond until it holds (true), d passes (false) or ctx ends.
+func waitUntil(ctx context.Context, d time.Duration, cond func() bool) (bool, error) {
+	deadline := time.Now().Add(d)
+	t := time.NewTicker(pollInterval)
+	defer t.Stop()
+	for {
+		if cond() {
+			return true, nil
+		}
+		if time.Now().After(deadline) {
+			return false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-t.C:
+		}
+	}
+}

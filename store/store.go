@@ -1,0 +1,348 @@
+// Package store implements core.Store on an embedded SQLite file
+// (modernc.org/sqlite, pure Go). Several processes may open the same file: the
+// MCP server, the REST server, the CLI and the runner all share one data
+// directory, so every write is an IMMEDIATE transaction and every connection
+// waits on the file lock instead of failing.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/flapjack-dev/flapjack/core"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+var _ core.Store = (*Store)(nil)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// dsnParams configures every pooled connection. They live in the DSN because a
+// one-off Exec would configure only whichever connection happened to run it.
+const dsnParams = "_txlock=immediate" +
+	"&_pragma=busy_timeout(10000)" +
+	"&_pragma=journal_mode(WAL)" +
+	"&_pragma=synchronous(FULL)" +
+	"&_pragma=foreign_keys(1)" +
+	"&_pragma=secure_delete(1)"
+
+// Store is a core.Store on one SQLite database file. It is safe for concurrent
+// use, and other processes may use the same file at the same time.
+type Store struct {
+	db *sql.DB
+
+	// writeSem serializes this process's write transactions, so goroutines queue
+	// here instead of spinning in SQLite's busy handler. Other processes are
+	// still kept out by the file lock.
+	writeSem chan struct{}
+
+	// dvMu guards dvConn. PRAGMA data_version is per connection, so the value
+	// is only meaningful when every read goes through the same one.
+	dvMu   sync.Mutex
+	dvConn *sql.Conn
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens (creating if needed) the database at path and brings its schema up
+// to date.
+func Open(path string) (*Store, error) {
+	dsn, err := dsnFor(path)
+	if err != nil {
+		return nil, err
+	}
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	// Opening a connection runs five pragmas; keep a few warm for readers.
+	db.SetMaxIdleConns(8)
+	s := &Store{db: db, writeSem: make(chan struct{}, 1)}
+	ctx := context.Background()
+	if err := s.migrateRetrying(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: migrate %s: %w", path, err)
+	}
+	s.dvConn, err = db.Conn(ctx)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Close releases the database. It is safe to call more than once.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.dvMu.Lock()
+		err := s.dvConn.Close()
+		s.dvMu.Unlock()
+		s.closeErr = errors.Join(err, s.db.Close())
+	})
+	return s.closeErr
+}
+
+// dsnFor builds a SQLite URI for path. The path is made absolute and
+// percent-encoded, because SQLite decodes %HH in URI paths and a raw '?' or
+// '#' would otherwise end the path.
+func dsnFor(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", fmt.Errorf("store: %w", err)
+	}
+	abs = filepath.ToSlash(abs)
+	if !strings.HasPrefix(abs, "/") {
+		abs = "/" + abs // Windows drive letter: file:/C:/...
+	}
+	var b strings.Builder
+	b.WriteString("file:")
+	for i := 0; i < len(abs); i++ {
+		c := abs[i]
+		if c == '/' || c == '-' || c == '.' || c == '_' || c == '~' || c == ':' ||
+			'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	b.WriteString("?")
+	b.WriteString(dsnParams)
+	return b.String(), nil
+}
+
+// migration is one embedded schema step; version is its file number.
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// migrations reads the embedded files, which must be numbered 1, 2, 3... so a
+// missing or duplicated file is caught before anything is applied.
+func migrations() ([]migration, error) {
+	names, err := fs.Glob(migrationFS, "migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	var ms []migration
+	for _, n := range names {
+		base := path.Base(n)
+		num, _, ok := strings.Cut(base, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 {
+			return nil, fmt.Errorf("migration %s: name must start with a positive number and '_'", base)
+		}
+		body, err := migrationFS.ReadFile(n)
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, migration{version: v, name: base, sql: string(body)})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	for i, m := range ms {
+		if m.version != i+1 {
+			return nil, fmt.Errorf("migration %s: expected number %d", m.name, i+1)
+		}
+	}
+	return ms, nil
+}
+
+// migrate applies the pending migrations, each in its own IMMEDIATE transaction
+// that re-reads user_version first: of two processes opening a fresh file at
+// once, the second waits for the lock and then finds nothing left to do.
+// migrateRetrying runs migrate, retrying while the database is busy. When
+// several processes open a brand-new file at once, switching it to WAL can
+// return SQLITE_BUSY at once (SQLite skips the busy handler where waiting could
+// deadlock), so the first open retries instead of failing.
+func (s *Store) migrateRetrying(ctx context.Context) error {
+	var err error
+	for range 100 {
+		if err = s.migrate(ctx); err == nil || !isBusy(err) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return err
+}
+
+// isBusy reports whether err is SQLITE_BUSY (or one of its extended codes).
+func isBusy(err error) bool {
+	var coded interface{ Code() int }
+	return errors.As(err, &coded) && coded.Code()&0xff == 5
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	ms, err := migrations()
+	if err != nil {
+		return err
+	}
+	var current int
+	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&current); err != nil {
+		return err
+	}
+	if current > len(ms) {
+		return fmt.Errorf("database schema version %d is newer than this binary knows (%d); upgrade flapjack", current, len(ms))
+	}
+	for _, m := range ms[current:] {
+		err := s.write(ctx, func(tx *sql.Tx) error {
+			var v int
+			if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+				return err
+			}
+			if v >= m.version {
+				return nil // another process got here first
+			}
+			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+				return fmt.Errorf("%s: %w", m.name, err)
+			}
+			// PRAGMA takes no bound parameters; the version is our own integer.
+			_, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(m.version))
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// write runs fn in one IMMEDIATE transaction (the DSN's _txlock), committing
+// when fn returns nil and rolling back otherwise.
+func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	select {
+	case s.writeSem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.writeSem }()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// Meta keys of the owner's ids.
+const (
+	metaOwnerOrg  = "owner_org_id"
+	metaOwnerUser = "owner_user_id"
+)
+
+// EnsureOwner returns the owner org and user recorded in meta, creating them in
+// one transaction on first use, so concurrent first calls agree on one owner.
+func (s *Store) EnsureOwner(ctx context.Context) (core.Owner, error) {
+	if o, ok, err := readOwner(ctx, s.db); err != nil || ok {
+		return o, wrap("ensure owner", err)
+	}
+	var o core.Owner
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var ok bool
+		var err error
+		if o, ok, err = readOwner(ctx, tx); err != nil || ok {
+			return err
+		}
+		o = core.Owner{OrgID: core.NewID(core.PrefixOrg), UserID: core.NewID(core.PrefixUser)}
+		now := time.Now().UnixMilli()
+		stmts := []struct {
+			q    string
+			args []any
+		}{
+			{`INSERT INTO orgs (id, name, created_at) VALUES (?, 'default', ?)`, []any{o.OrgID, now}},
+			{`INSERT INTO users (id, name, created_at) VALUES (?, 'owner', ?)`, []any{o.UserID, now}},
+			{`INSERT INTO org_members (org_id, user_id) VALUES (?, ?)`, []any{o.OrgID, o.UserID}},
+			{`INSERT INTO meta (key, value) VALUES (?, ?), (?, ?)`, []any{metaOwnerOrg, o.OrgID, metaOwnerUser, o.UserID}},
+		}
+		for _, st := range stmts {
+			if _, err := tx.ExecContext(ctx, st.q, st.args...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return o, wrap("ensure owner", err)
+}
+
+// queryer is what *sql.DB and *sql.Tx share for reads.
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func readOwner(ctx context.Context, q queryer) (core.Owner, bool, error) {
+	rows, err := q.QueryContext(ctx, `SELECT key, value FROM meta WHERE key IN (?, ?)`, metaOwnerOrg, metaOwnerUser)
+	if err != nil {
+		return core.Owner{}, false, err
+	}
+	defer rows.Close()
+	var o core.Owner
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			return core.Owner{}, false, err
+		}
+		switch k {
+		case metaOwnerOrg:
+			o.OrgID = v
+		case metaOwnerUser:
+			o.UserID = v
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return core.Owner{}, false, err
+	}
+	return o, o.OrgID != "" && o.UserID != "", nil
+}
+
+// OrgExists reports whether an org id names an org.
+func (s *Store) OrgExists(ctx context.Context, orgID string) (bool, error) {
+	var ok bool
+	err := s.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM orgs WHERE id = ?)`, orgID).Scan(&ok)
+	return ok, wrap("org exists", err)
+}
+
+// HasCiphertext reports whether any row holds a sealed secret.
+//
+// Today only sessions.cursor_key_ciphertext does; when webhook signing secrets
+// are stored (issue 6), their column must be checked here too.
+func (s *Store) HasCiphertext(ctx context.Context) (bool, error) {
+	var ok bool
+	err := s.db.QueryRowContext(ctx,
+		`SELECT EXISTS (SELECT 1 FROM sessions WHERE cursor_key_ciphertext IS NOT NULL)`).Scan(&ok)
+	return ok, wrap("has ciphertext", err)
+}
+
+// DataVersion returns PRAGMA data_version of the Store's dedicated connection.
+// It changes after any other connection commits, this process's pool included.
+func (s *Store) DataVersion(ctx context.Context) (int64, error) {
+	s.dvMu.Lock()
+	defer s.dvMu.Unlock()
+	var v int64
+	err := s.dvConn.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v)
+	return v, wrap("data version", err)
+}
+
+// wrap prefixes err with the operation, keeping it matchable with errors.Is.
+func wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("store: %s: %w", op, err)
+}
