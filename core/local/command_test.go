@@ -1,6 +1,7 @@
 package local
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -54,13 +55,22 @@ func TestNew(t *testing.T) {
 	if _, err := New(Config{WorkspaceRoot: root, Agent: "claude", Command: []string{"x"}}); err == nil || !strings.Contains(err.Error(), "available: exec") {
 		t.Errorf("unknown agent: error = %v, want one listing the available agents", err)
 	}
-	if _, err := New(Config{WorkspaceRoot: root, Agent: AgentExec}); err == nil {
-		t.Error("exec without a command: no error")
+	if _, err := New(Config{WorkspaceRoot: root, Agent: AgentExec, Command: []string{""}}); err == nil {
+		t.Error("exec with an empty command: no error")
+	}
+	// Without a command the server starts, and runs say what is missing.
+	r, err := New(Config{WorkspaceRoot: root, Agent: AgentExec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := newSpec("/nowhere", "main", "p")
+	if err := r.Prepare(context.Background(), spec); err == nil || !strings.Contains(err.Error(), "FLAPJACK_LOCAL_AGENT_COMMAND") {
+		t.Errorf("Prepare without a command: %v", err)
 	}
 	if _, err := New(Config{Agent: AgentExec, Command: []string{"x"}}); err == nil {
 		t.Error("no workspace root: no error")
 	}
-	r, err := New(Config{WorkspaceRoot: root, Agent: AgentExec, Command: []string{"bin/agent", "-p"}})
+	r, err = New(Config{WorkspaceRoot: root, Agent: AgentExec, Command: []string{"bin/agent", "-p"}})
 	if err != nil {
 		t.Fatal(err)
 	}

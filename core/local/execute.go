@@ -62,6 +62,9 @@ func (r *Runtime) Execute(ctx context.Context, spec core.RunSpec, sink core.RunS
 	if !exists {
 		return core.RunOutcome{}, fmt.Errorf("workspace of session %s is missing", spec.Session.ID)
 	}
+	if len(r.command) == 0 {
+		return core.RunOutcome{Status: core.MessageError, Error: errNoCommand}, nil
+	}
 	if ctx.Err() != nil {
 		return core.RunOutcome{Status: core.MessageError, Error: "cancelled"}, nil
 	}

@@ -164,6 +164,9 @@ func (r *Runtime) Prepare(ctx context.Context, spec core.RunSpec) error {
 	if err != nil {
 		return err
 	}
+	if len(r.command) == 0 {
+		return errors.New(errNoCommand)
+	}
 	if fi, err := os.Stat(ws); err == nil {
 		if !fi.IsDir() {
 			return fmt.Errorf("workspace of session %s is not a directory", s.ID)

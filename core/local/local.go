@@ -24,6 +24,9 @@ const (
 	AgentExec = "exec"
 )
 
+// errNoCommand is why runs fail when no agent command is configured.
+const errNoCommand = "no local agent command is configured; set FLAPJACK_LOCAL_AGENT_COMMAND"
+
 // DefaultKillGrace is how long a cancelled agent gets between SIGTERM and SIGKILL.
 const DefaultKillGrace = 5 * time.Second
 
@@ -33,7 +36,8 @@ type Config struct {
 	WorkspaceRoot string
 	// Agent names the agent CLI; only "exec" exists so far.
 	Agent string
-	// Command is the exec agent's argv (see ParseCommand).
+	// Command is the exec agent's argv (see ParseCommand). Without one, runs
+	// fail with errNoCommand.
 	Command []string
 	// KillGrace is the time between SIGTERM and SIGKILL; 0 means DefaultKillGrace.
 	KillGrace time.Duration
@@ -61,9 +65,6 @@ func New(cfg Config) (*Runtime, error) {
 	if cfg.Agent != AgentExec {
 		return nil, fmt.Errorf("unknown local agent %q; available: %s", cfg.Agent, strings.Join(AvailableAgents(), ", "))
 	}
-	if len(cfg.Command) == 0 || cfg.Command[0] == "" {
-		return nil, errors.New("the exec agent needs a command (FLAPJACK_LOCAL_AGENT_COMMAND)")
-	}
 	if cfg.WorkspaceRoot == "" {
 		return nil, errors.New("local runtime: workspace root is required")
 	}
@@ -74,8 +75,13 @@ func New(cfg Config) (*Runtime, error) {
 	if cfg.KillGrace < 0 {
 		return nil, errors.New("local runtime: kill grace must not be negative")
 	}
+	// No command is allowed, so a server that never runs local sessions still
+	// starts; Prepare then says what is missing.
 	command := append([]string(nil), cfg.Command...)
-	if strings.Contains(command[0], "/") && !filepath.IsAbs(command[0]) {
+	if len(command) > 0 && command[0] == "" {
+		return nil, errors.New("the exec agent's command is empty")
+	}
+	if len(command) > 0 && strings.Contains(command[0], "/") && !filepath.IsAbs(command[0]) {
 		abs, err := filepath.Abs(command[0])
 		if err != nil {
 			return nil, fmt.Errorf("local runtime: agent command: %w", err)
