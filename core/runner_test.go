@@ -21,6 +21,8 @@ type fakeRuntime struct {
 	mu       sync.Mutex
 	prepared []string
 	executed []core.RunSpec
+	// notReady is returned by Ready.
+	notReady error
 	// prepareErr fails Prepare when set.
 	prepareErr error
 	// run decides how an Execute behaves; nil finishes at once.
@@ -30,6 +32,11 @@ type fakeRuntime struct {
 func (f *fakeRuntime) Name() string           { return core.RuntimeLocal }
 func (f *fakeRuntime) NeedsCursorKey() bool   { return false }
 func (f *fakeRuntime) AllowsLocalRepos() bool { return true }
+func (f *fakeRuntime) Ready() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.notReady
+}
 func (f *fakeRuntime) Prepare(_ context.Context, spec core.RunSpec) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -363,5 +370,30 @@ func TestServiceConcurrentCancelsOneWins(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"pending", "cancelled"}, h.statuses(t, st.SessionID)); diff != "" {
 		t.Errorf("status events (-want +got):\n%s", diff)
+	}
+}
+
+// TestServiceRefusesWhenRuntimeNotReady: a misconfigured runtime is a
+// VALIDATION_ERROR at start and follow-up, not a failed run later.
+func TestServiceRefusesWhenRuntimeNotReady(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	st, err := h.svc.StartSession(ctx, h.actor, core.StartSessionInput{CodeAgentID: h.agent.ID, Prompt: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.rt.mu.Lock()
+	h.rt.notReady = errors.New("no local agent command is configured")
+	h.rt.mu.Unlock()
+	_, err = h.svc.StartSession(ctx, h.actor, core.StartSessionInput{CodeAgentID: h.agent.ID, Prompt: "x"})
+	if e := core.AsError(err); e == nil || e.Code != core.CodeValidation || e.Field != "runtime" {
+		t.Errorf("start on a runtime that is not ready = %v, want VALIDATION_ERROR on runtime", err)
+	}
+	if _, err := h.svc.SendMessage(ctx, h.actor, st.SessionID, "y"); core.ErrorCode(err) != core.CodeValidation {
+		t.Errorf("send on a runtime that is not ready = %v, want VALIDATION_ERROR", err)
+	}
+	list, _ := h.svc.ListSessions(ctx, h.actor, core.ListSessionsInput{})
+	if len(list) != 1 {
+		t.Errorf("%d sessions after a refused start, want 1", len(list))
 	}
 }

@@ -12,6 +12,10 @@ type Runtime interface {
 	NeedsCursorKey() bool
 	// AllowsLocalRepos reports whether file:// URLs and absolute paths may be used.
 	AllowsLocalRepos() bool
+	// Ready says why the runtime cannot run sessions as configured (no agent
+	// command, for example), or nil. Starts and follow-ups check it, so the
+	// caller learns at once instead of from a failed run.
+	Ready() error
 	// Prepare readies the session for its next run while it is "creating" (a
 	// workspace clone, for example). It must be safe to call again after a crash.
 	Prepare(ctx context.Context, spec RunSpec) error

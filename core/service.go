@@ -414,6 +414,9 @@ func (s *Service) StartSession(ctx context.Context, a Actor, in StartSessionInpu
 			ag.ID, runtimeName, strings.Join(s.RuntimeNames(), ", "))
 	}
 
+	if err := rt.Ready(); err != nil {
+		return StartResult{}, notReady(rt, err)
+	}
 	var repo string
 	switch {
 	case in.RepoURL != nil && *in.RepoURL != "":
@@ -509,6 +512,11 @@ func (s *Service) StartSession(ctx context.Context, a Actor, in StartSessionInpu
 	return StartResult{SessionID: ss.ID, MessageID: msg.ID}, nil
 }
 
+// notReady is the VALIDATION_ERROR for a runtime that cannot run sessions.
+func notReady(rt Runtime, err error) error {
+	return invalid("runtime", "the %s runtime cannot run sessions: %v (in the environment of the flapjack server)", rt.Name(), err)
+}
+
 func pick(override *bool, def bool) bool {
 	if override != nil {
 		return *override
@@ -563,6 +571,11 @@ func (s *Service) SendMessage(ctx context.Context, a Actor, id, prompt string) (
 	err := s.update(ctx, a, id, func(ss *Session, msgs []Message) (Change, error) {
 		if err := CheckOperation(OpSend, ss.Status, ss.Archived); err != nil {
 			return Change{}, err
+		}
+		if rt := s.cfg.Runtimes[ss.Runtime]; rt != nil {
+			if err := rt.Ready(); err != nil {
+				return Change{}, notReady(rt, err)
+			}
 		}
 		now := s.cfg.Clock.Now()
 		m := Message{ID: msgID, SessionID: ss.ID, Role: "user", Prompt: prompt, Status: MessageQueued, CreatedAt: now}

@@ -31,6 +31,7 @@ type fakeRuntime struct {
 func (r *fakeRuntime) Name() string           { return core.RuntimeLocal }
 func (r *fakeRuntime) NeedsCursorKey() bool   { return false }
 func (r *fakeRuntime) AllowsLocalRepos() bool { return true }
+func (r *fakeRuntime) Ready() error           { return nil }
 
 func (r *fakeRuntime) Prepare(context.Context, core.RunSpec) error { return nil }
 

@@ -491,3 +491,22 @@ exit 1
 		t.Errorf("scanned only %d files in %s", scanned, dataDir)
 	}
 }
+
+// TestStartWithoutAgentCommandIsRefused: a server without an agent command
+// answers at once, and creates no session.
+func TestStartWithoutAgentCommandIsRefused(t *testing.T) {
+	s := startServer(t, newDataDir(t))
+	var ag struct{ ID string }
+	s.call(t, "flapjack_create_code_agent", map[string]any{"defaultRepoUrl": makeRepo(t), "runtime": "local"}, &ag)
+	e := s.call(t, "flapjack_start_code_session", map[string]any{"codeAgentId": ag.ID, "prompt": "x"}, nil)
+	if !strings.HasPrefix(e, "VALIDATION_ERROR") || !strings.Contains(e, "FLAPJACK_LOCAL_AGENT_COMMAND") {
+		t.Errorf("start = %q, want VALIDATION_ERROR naming FLAPJACK_LOCAL_AGENT_COMMAND", e)
+	}
+	var list struct {
+		Sessions []any `json:"code_sessions"`
+	}
+	s.call(t, "flapjack_list_code_sessions", map[string]any{}, &list)
+	if len(list.Sessions) != 0 {
+		t.Errorf("%d sessions after a refused start", len(list.Sessions))
+	}
+}

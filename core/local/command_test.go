@@ -91,3 +91,20 @@ func TestNew(t *testing.T) {
 		t.Errorf("command looked up in PATH was changed to %q", r.command[0])
 	}
 }
+
+func TestReady(t *testing.T) {
+	rt, err := New(Config{WorkspaceRoot: t.TempDir(), Agent: AgentExec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Ready(); err == nil || !strings.Contains(err.Error(), "FLAPJACK_LOCAL_AGENT_COMMAND") {
+		t.Errorf("Ready without a command = %v, want an error naming FLAPJACK_LOCAL_AGENT_COMMAND", err)
+	}
+	rt, err = New(Config{WorkspaceRoot: t.TempDir(), Agent: AgentExec, Command: []string{"/bin/true"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Ready(); err != nil {
+		t.Errorf("Ready with a command = %v", err)
+	}
+}

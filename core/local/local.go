@@ -111,6 +111,14 @@ func (r *Runtime) NeedsCursorKey() bool { return false }
 // AllowsLocalRepos is true: cloning a path on this machine is the point.
 func (r *Runtime) AllowsLocalRepos() bool { return true }
 
+// Ready fails when no agent command is configured.
+func (r *Runtime) Ready() error {
+	if len(r.command) == 0 {
+		return errors.New(errNoCommand)
+	}
+	return nil
+}
+
 // workspace returns the session's workspace directory. The id becomes a path
 // component, so anything but a plain name is refused.
 func (r *Runtime) workspace(sessionID string) (string, error) {
