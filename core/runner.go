@@ -179,19 +179,7 @@ func (r *Runner) drive(ctx context.Context, id string) {
 				r.failMessage(ctx, log, ss, *m, fmt.Sprintf("this runner has no %q runtime", ss.Runtime))
 				continue
 			}
-			spec := r.spec(ss, *m, msgs, false)
-			if err := rt.Prepare(ctx, spec); err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				r.failMessage(ctx, log, ss, *m, "preparing the run failed: "+err.Error())
-				continue
-			}
-			ss, m2, ok := r.startMessage(ctx, log, ss, *m, StatusRunning)
-			if ok {
-				spec.Session, spec.Message, spec.RunID = ss, m2, *m2.CursorRunID
-				r.execute(ctx, log, rt, spec)
-			}
+			r.prepareAndRun(ctx, log, rt, ss, *m, msgs)
 
 		case ss.Status == StatusRunning:
 			rt := r.cfg.Runtimes[ss.Runtime]
@@ -206,12 +194,7 @@ func (r *Runner) drive(ctx context.Context, id string) {
 				}
 				r.execute(ctx, log, rt, spec)
 			case next != nil:
-				spec := r.spec(ss, *next, msgs, false)
-				ss, m2, ok := r.startMessage(ctx, log, ss, *next, StatusRunning)
-				if ok {
-					spec.Session, spec.Message, spec.RunID = ss, m2, *m2.CursorRunID
-					r.execute(ctx, log, rt, spec)
-				}
+				r.prepareAndRun(ctx, log, rt, ss, *next, msgs)
 			default:
 				r.endSession(ctx, log, ss, lastOutcome(msgs), "")
 			}
@@ -301,13 +284,39 @@ func (r *Runner) apply(ctx context.Context, log *slog.Logger, ch Change) bool {
 	return err == nil
 }
 
-// startMessage marks m running with a new run id and moves the session to status.
-func (r *Runner) startMessage(ctx context.Context, log *slog.Logger, ss Session, m Message, status Status) (Session, Message, bool) {
+// prepareAndRun prepares the next message's run, records it started (with what
+// Prepare returned, in the same transaction) and executes it.
+func (r *Runner) prepareAndRun(ctx context.Context, log *slog.Logger, rt Runtime, ss Session, m Message, msgs []Message) {
+	spec := r.spec(ss, m, msgs, false)
+	start, err := rt.Prepare(ctx, spec)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.failMessage(ctx, log, ss, m, "preparing the run failed: "+err.Error())
+		}
+		return
+	}
+	ss, m2, ok := r.startMessage(ctx, log, ss, m, start)
+	if ok {
+		spec.Session, spec.Message, spec.RunID = ss, m2, *m2.CursorRunID
+		r.execute(ctx, log, rt, spec)
+	}
+}
+
+// startMessage marks m running under the run Prepare set up (or a fresh run id)
+// and moves the session to running.
+func (r *Runner) startMessage(ctx context.Context, log *slog.Logger, ss Session, m Message, start RunStart) (Session, Message, bool) {
 	now := r.cfg.Clock.Now()
-	runID := NewID(PrefixRun)
+	runID := start.RunID
+	if runID == "" {
+		runID = NewID(PrefixRun)
+	}
+	if start.CursorAgentID != "" {
+		ss.CursorAgentID = &start.CursorAgentID
+	}
+	const status = StatusRunning
 	m.Status, m.StartedAt, m.CursorRunID = MessageRunning, &now, &runID
 	prev := ss.Status
-	ss.Status, ss.LatestRunID = status, &runID
+	ss.Status, ss.LatestRunID, ss.StreamPosition = status, &runID, ""
 	if ss.StartedAt == nil {
 		ss.StartedAt = &now
 	}
@@ -361,6 +370,10 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, rt Runtime, spec
 	<-watchDone
 	if werr := w.Close(); werr != nil {
 		log.Error("runner: writing events", "err", werr)
+	}
+	if err == nil && out.Detached {
+		log.Info("runner: left a run to the next runner", "message", spec.Message.ID)
+		return
 	}
 	if err != nil {
 		log.Error("runner: run failed", "err", err)

@@ -23,6 +23,8 @@ type fakeRuntime struct {
 	executed []core.RunSpec
 	// notReady is returned by Ready.
 	notReady error
+	// start is what Prepare returns.
+	start core.RunStart
 	// prepareErr fails Prepare when set.
 	prepareErr error
 	// run decides how an Execute behaves; nil finishes at once.
@@ -37,11 +39,11 @@ func (f *fakeRuntime) Ready() error {
 	defer f.mu.Unlock()
 	return f.notReady
 }
-func (f *fakeRuntime) Prepare(_ context.Context, spec core.RunSpec) error {
+func (f *fakeRuntime) Prepare(_ context.Context, spec core.RunSpec) (core.RunStart, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.prepared = append(f.prepared, spec.Message.ID)
-	return f.prepareErr
+	return f.start, f.prepareErr
 }
 
 func (f *fakeRuntime) Execute(ctx context.Context, spec core.RunSpec, sink core.RunSink) (core.RunOutcome, error) {
@@ -395,5 +397,56 @@ func TestServiceRefusesWhenRuntimeNotReady(t *testing.T) {
 	list, _ := h.svc.ListSessions(ctx, h.actor, core.ListSessionsInput{})
 	if len(list) != 1 {
 		t.Errorf("%d sessions after a refused start, want 1", len(list))
+	}
+}
+
+// TestRunnerStoresWhatPrepareReturns: the upstream agent and run ids that
+// Prepare reports are recorded with the run's start.
+func TestRunnerStoresWhatPrepareReturns(t *testing.T) {
+	h := newHarness(t)
+	h.rt.start = core.RunStart{RunID: "run-upstream-1", CursorAgentID: "bc-123"}
+	h.runRunner(t)
+	st, _ := h.svc.StartSession(context.Background(), h.actor, core.StartSessionInput{CodeAgentID: h.agent.ID, Prompt: "x"})
+	d := h.waitStatus(t, st.SessionID, core.StatusFinished)
+	if d.CursorAgentID == nil || *d.CursorAgentID != "bc-123" || d.LatestRunID == nil || *d.LatestRunID != "run-upstream-1" {
+		t.Errorf("session ids = %v, %v", d.CursorAgentID, d.LatestRunID)
+	}
+	if m := d.Messages[0]; m.CursorRunID == nil || *m.CursorRunID != "run-upstream-1" {
+		t.Errorf("message run id = %v", m.CursorRunID)
+	}
+	if specs := h.rt.specs(); len(specs) != 1 || specs[0].RunID != "run-upstream-1" {
+		t.Errorf("Execute got run id %v", specs)
+	}
+}
+
+// TestRunnerLeavesDetachedRunsToTheNextRunner: a runtime that detaches on
+// shutdown leaves its run running; the next runner adopts and finishes it.
+func TestRunnerLeavesDetachedRunsToTheNextRunner(t *testing.T) {
+	h := newHarness(t)
+	started := make(chan struct{})
+	h.rt.run = func(ctx context.Context, spec core.RunSpec, sink core.RunSink) (core.RunOutcome, error) {
+		if spec.Adopted {
+			return core.RunOutcome{Status: core.MessageFinished, ResultText: "resumed " + spec.RunID}, nil
+		}
+		close(started)
+		<-ctx.Done()
+		return core.RunOutcome{Detached: true}, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	first := core.NewRunner(core.RunnerConfig{Store: h.st, Box: h.box, Runtimes: map[string]core.Runtime{"local": h.rt}, PollInterval: 10 * time.Millisecond})
+	done := make(chan struct{})
+	go func() { defer close(done); first.Run(ctx) }()
+	st, _ := h.svc.StartSession(context.Background(), h.actor, core.StartSessionInput{CodeAgentID: h.agent.ID, Prompt: "x"})
+	<-started
+	cancel()
+	<-done
+	d := h.waitStatus(t, st.SessionID, core.StatusRunning)
+	if d.Messages[0].Status != core.MessageRunning {
+		t.Fatalf("after a detached shutdown the message is %s, want running", d.Messages[0].Status)
+	}
+	h.runRunner(t)
+	d = h.waitStatus(t, st.SessionID, core.StatusFinished)
+	if r := d.Messages[0].ResultText; r == nil || *r != "resumed "+*d.LatestRunID {
+		t.Errorf("result = %v, want the adopted run's", r)
 	}
 }

@@ -16,9 +16,12 @@ type Runtime interface {
 	// command, for example), or nil. Starts and follow-ups check it, so the
 	// caller learns at once instead of from a failed run.
 	Ready() error
-	// Prepare readies the session for its next run while it is "creating" (a
-	// workspace clone, for example). It must be safe to call again after a crash.
-	Prepare(ctx context.Context, spec RunSpec) error
+	// Prepare readies the session for its next run (a workspace clone; for a
+	// cloud runtime, the upstream create or follow-up call). What it returns is
+	// stored in the same transaction that marks the run started. It must be safe
+	// to call again after a crash before that transaction, and must then find
+	// what the first call created instead of creating it twice.
+	Prepare(ctx context.Context, spec RunSpec) (RunStart, error)
 	// Execute runs one message to its end, writing its events through sink, and
 	// returns how it ended. Cancelling ctx stops the run and everything it started.
 	Execute(ctx context.Context, spec RunSpec, sink RunSink) (RunOutcome, error)
@@ -49,10 +52,19 @@ type RunSpec struct {
 	Adopted bool
 }
 
+// RunStart is what Prepare learned about the run it set up. Empty fields are
+// filled by the runner (a fresh run id) or left alone.
+type RunStart struct {
+	// RunID becomes the message's cursor_run_id and the session's latest_run_id.
+	RunID string
+	// CursorAgentID becomes the session's cursor_agent_id.
+	CursorAgentID string
+}
+
 // RunSink receives a run's events and its handle.
 type RunSink interface {
 	// Emit logs one event of the run. Events are written in order, in batches;
-	// the runtime need not wait for them.
+	// the runtime need not wait for them. Emit is safe for concurrent use.
 	Emit(e EventInput)
 	// SetHandle records the run's handle (a local agent's process group id) so
 	// Cancel can reach the run from another process.
@@ -70,4 +82,8 @@ type RunOutcome struct {
 	PRBranch string
 	// DurationMS is the run's own duration when the runtime knows it; 0 = measure.
 	DurationMS int64
+	// Detached means the runtime stopped following a run that goes on without
+	// it (an upstream run when the runner shuts down): nothing is recorded, and
+	// the next runner adopts the run (RunSpec.Adopted) and resumes it.
+	Detached bool
 }

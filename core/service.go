@@ -91,6 +91,9 @@ func (s *Service) orgScope(ctx context.Context, a Actor, orgID string) ([]string
 		if a.AllOrgs {
 			return nil, nil
 		}
+		if len(a.OrgIDs) > 1 {
+			return nil, invalid("orgId", "is required because you belong to several orgs")
+		}
 		return a.OrgIDs, nil
 	}
 	if err := s.checkOrg(ctx, a, orgID); err != nil {
@@ -118,7 +121,7 @@ func (s *Service) checkOrg(ctx context.Context, a Actor, orgID string) error {
 func (s *Service) createOrg(ctx context.Context, a Actor, orgID string) (string, error) {
 	if orgID == "" {
 		if a.DefaultOrgID == "" {
-			return "", Errorf(CodeValidation, "orgId: is required because you belong to several orgs")
+			return "", invalid("orgId", "is required because you belong to several orgs")
 		}
 		orgID = a.DefaultOrgID
 	}
@@ -464,7 +467,7 @@ func (s *Service) StartSession(ctx context.Context, a Actor, in StartSessionInpu
 	if err := validateKey(key); err != nil {
 		return StartResult{}, err
 	}
-	if key == "" && rt.NeedsCursorKey() {
+	if key == "" && (rt.NeedsCursorKey() || in.RequireKey) {
 		return StartResult{}, invalid("cursorApiKey", "is required for the %s runtime: pass cursorApiKey, or set CURSOR_API_KEY in the environment of the flapjack server", rt.Name())
 	}
 

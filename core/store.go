@@ -77,6 +77,10 @@ type EventInput struct {
 	Type        EventType
 	Payload     json.RawMessage
 	CreatedAt   time.Time
+	// StreamPosition, when set, is stored as the session's StreamPosition in the
+	// same transaction as the event, so a resumed upstream stream continues
+	// exactly after the last event logged: none lost, none twice.
+	StreamPosition string
 }
 
 // Change is one atomic update of a session. The store writes Session's mutable

@@ -133,6 +133,9 @@ type Session struct {
 	// RunHandle is the runtime's handle on the active run (the local agent's process
 	// group id), so another process can cancel it. Empty when nothing runs.
 	RunHandle string `json:"-"`
+	// StreamPosition is where the active run's upstream event stream was read
+	// up to (Cursor's last SSE event id); set only through EventInput.
+	StreamPosition string `json:"-"`
 	// Version is bumped by every Store.Apply; Apply compares it to detect races.
 	Version int64 `json:"-"`
 }

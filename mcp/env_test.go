@@ -33,7 +33,9 @@ func (r *fakeRuntime) NeedsCursorKey() bool   { return false }
 func (r *fakeRuntime) AllowsLocalRepos() bool { return true }
 func (r *fakeRuntime) Ready() error           { return nil }
 
-func (r *fakeRuntime) Prepare(context.Context, core.RunSpec) error { return nil }
+func (r *fakeRuntime) Prepare(context.Context, core.RunSpec) (core.RunStart, error) {
+	return core.RunStart{}, nil
+}
 
 func (r *fakeRuntime) Execute(context.Context, core.RunSpec, core.RunSink) (core.RunOutcome, error) {
 	return core.RunOutcome{Status: core.MessageFinished}, nil

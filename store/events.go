@@ -100,8 +100,15 @@ func appendEvents(ctx context.Context, tx *sql.Tx, sessionID string, in []core.E
 		}
 		out = append(out, ev)
 	}
-	_, err = tx.ExecContext(ctx, `UPDATE sessions SET last_event_seq = ?, last_event_at = ? WHERE id = ?`,
-		last, ms(out[len(out)-1].CreatedAt), sessionID)
+	position := ""
+	for _, e := range in {
+		if e.StreamPosition != "" {
+			position = e.StreamPosition
+		}
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE sessions SET last_event_seq = ?, last_event_at = ?,
+		stream_position = CASE WHEN ? = '' THEN stream_position ELSE ? END WHERE id = ?`,
+		last, ms(out[len(out)-1].CreatedAt), position, position, sessionID)
 	if err != nil {
 		return nil, err
 	}

@@ -1464,3 +1464,39 @@ func TestMultiProcess(t *testing.T) {
 		ids[e.ID] = true
 	}
 }
+
+// TestStreamPositionMovesWithItsEvents: the upstream stream position is stored
+// in the transaction of the events it covers, a batch without one keeps it, and
+// Apply (a new run) may reset it.
+func TestStreamPositionMovesWithItsEvents(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	owner := mustOwner(t, s)
+	sess := testSession(owner.OrgID, "ca-a", 1)
+	createSession(t, s, sess)
+	steps := []struct {
+		events []core.EventInput
+		want   string
+	}{
+		{[]core.EventInput{{Type: core.EventAssistant, StreamPosition: "1700-1"}, {Type: core.EventToolCall, StreamPosition: "1700-2"}}, "1700-2"},
+		{[]core.EventInput{{Type: core.EventStdout}}, "1700-2"},
+		{[]core.EventInput{{Type: core.EventAssistant, StreamPosition: "1700-9"}, {Type: core.EventStdout}}, "1700-9"},
+	}
+	for i, st := range steps {
+		if _, err := s.AppendEvents(ctx, sess.ID, st.events); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := s.GetSession(ctx, sess.ID)
+		if got.StreamPosition != st.want {
+			t.Errorf("step %d: stream position %q, want %q", i, got.StreamPosition, st.want)
+		}
+	}
+	got, _ := s.GetSession(ctx, sess.ID)
+	got.StreamPosition = ""
+	if _, err := s.Apply(ctx, core.Change{Session: got}); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := s.GetSession(ctx, sess.ID); again.StreamPosition != "" {
+		t.Errorf("after Apply: stream position %q, want it reset", again.StreamPosition)
+	}
+}

@@ -64,7 +64,7 @@ func TestNew(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec := newSpec("/nowhere", "main", "p")
-	if err := r.Prepare(context.Background(), spec); err == nil || !strings.Contains(err.Error(), "FLAPJACK_LOCAL_AGENT_COMMAND") {
+	if err := r.prepare(context.Background(), spec); err == nil || !strings.Contains(err.Error(), "FLAPJACK_LOCAL_AGENT_COMMAND") {
 		t.Errorf("Prepare without a command: %v", err)
 	}
 	if _, err := New(Config{Agent: AgentExec, Command: []string{"x"}}); err == nil {

@@ -211,7 +211,7 @@ func TestExecuteCommandNotFound(t *testing.T) {
 	o := makeOrigin(t)
 	r := newRuntime(t, filepath.Join(t.TempDir(), "no-such-agent"))
 	spec := newSpec(o.dir, "main", "p")
-	if err := r.Prepare(context.Background(), spec); err != nil {
+	if err := r.prepare(context.Background(), spec); err != nil {
 		t.Fatal(err)
 	}
 	out, err := r.Execute(context.Background(), spec, newSink(t))
@@ -260,7 +260,7 @@ func TestExecuteOutputEdgeCases(t *testing.T) {
 	r := newRuntime(t)
 	run := func(t *testing.T, prompt string) *fakeSink {
 		spec := newSpec(o.dir, "main", prompt)
-		if err := r.Prepare(context.Background(), spec); err != nil {
+		if err := r.prepare(context.Background(), spec); err != nil {
 			t.Fatal(err)
 		}
 		sink := newSink(t)
@@ -331,7 +331,7 @@ func TestExecuteEnv(t *testing.T) {
 	run := func(key, prompt string) (core.RunSpec, []string) {
 		spec := newSpec(o.dir, "main", prompt)
 		spec.CursorAPIKey = key
-		if err := r.Prepare(context.Background(), spec); err != nil {
+		if err := r.prepare(context.Background(), spec); err != nil {
 			t.Fatal(err)
 		}
 		sink := newSink(t)
@@ -398,7 +398,7 @@ func TestDemoAgent(t *testing.T) {
 	o := makeOrigin(t)
 	r := newRuntime(t, demo)
 	spec := newSpec(o.dir, "main", `Write "hello" \ to the notes`+"\nsecond line")
-	if err := r.Prepare(context.Background(), spec); err != nil {
+	if err := r.prepare(context.Background(), spec); err != nil {
 		t.Fatal(err)
 	}
 	sink := newSink(t)

@@ -158,7 +158,11 @@ func truncateRunes(s string, n int) string {
 // session's branch. The clone is made in a temporary directory and renamed into
 // place when complete, so an existing workspace is always a ready one and
 // Prepare can be repeated after a crash.
-func (r *Runtime) Prepare(ctx context.Context, spec core.RunSpec) error {
+func (r *Runtime) Prepare(ctx context.Context, spec core.RunSpec) (core.RunStart, error) {
+	return core.RunStart{}, r.prepare(ctx, spec)
+}
+
+func (r *Runtime) prepare(ctx context.Context, spec core.RunSpec) error {
 	s := spec.Session
 	ws, err := r.workspace(s.ID)
 	if err != nil {

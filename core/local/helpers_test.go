@@ -136,7 +136,7 @@ func prepared(t *testing.T, prompt string) (*Runtime, core.RunSpec, string) {
 	o := makeOrigin(t)
 	r := newRuntime(t)
 	spec := newSpec(o.dir, "main", prompt)
-	if err := r.Prepare(context.Background(), spec); err != nil {
+	if err := r.prepare(context.Background(), spec); err != nil {
 		t.Fatal(err)
 	}
 	return r, spec, filepath.Join(r.root, spec.Session.ID)

@@ -48,7 +48,7 @@ func TestPrepare(t *testing.T) {
 			spec := newSpec(repo, tt.ref, "p")
 			spec.Session.WorkOnCurrentBranch = tt.current
 			ws := filepath.Join(r.root, spec.Session.ID)
-			err := r.Prepare(context.Background(), spec)
+			err := r.prepare(context.Background(), spec)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("Prepare error = %v, want one containing %q", err, tt.wantErr)
@@ -97,7 +97,7 @@ func TestPrepareIsIdempotent(t *testing.T) {
 	if err := os.MkdirAll(stale, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Prepare(context.Background(), spec); err != nil {
+	if err := r.prepare(context.Background(), spec); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(ws, "README.md")); string(b) != "changed\n" {
@@ -111,7 +111,7 @@ func TestPrepareIsIdempotent(t *testing.T) {
 	if err := os.MkdirAll(stale2, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Prepare(context.Background(), spec2); err != nil {
+	if err := r.prepare(context.Background(), spec2); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(stale2); !os.IsNotExist(err) {
@@ -126,7 +126,7 @@ func TestPrepareRejectsBadSessionID(t *testing.T) {
 	for _, id := range []string{"", "../x", "a/b", ".hidden", "-x"} {
 		spec := newSpec(o.dir, "main", "p")
 		spec.Session.ID = id
-		if err := r.Prepare(context.Background(), spec); err == nil {
+		if err := r.prepare(context.Background(), spec); err == nil {
 			t.Errorf("Prepare with session id %q: no error", id)
 		}
 	}
