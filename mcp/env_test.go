@@ -108,7 +108,7 @@ func newEnv(t *testing.T) *env {
 		Logger:         log,
 	})
 	actor := core.Actor{UserID: owner.UserID, AllOrgs: true, DefaultOrgID: owner.OrgID}
-	server := flapjackmcp.NewServer(svc, actor, flapjackmcp.Options{Version: "test", Logger: log})
+	server := flapjackmcp.NewServer(svc, actor, flapjackmcp.Options{Version: "test", Logger: log, CheckOutput: true})
 
 	e := &env{t: t, store: st, owner: owner, rt: rt, server: server}
 	ct, srvT := mcp.NewInMemoryTransports()

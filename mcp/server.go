@@ -18,6 +18,9 @@ type Options struct {
 	Version string
 	// Logger receives internal errors; it must not write to stdout. Nil discards.
 	Logger *slog.Logger
+	// CheckOutput validates every result against its tool's output schema
+	// (tests); a mismatch becomes an INTERNAL error.
+	CheckOutput bool
 }
 
 const instructions = `flapjack runs coding agents on git repositories. A code agent (ca-...) is a template:
@@ -45,19 +48,19 @@ func NewServer(svc *core.Service, actor core.Actor, opts Options) *mcp.Server {
 		&mcp.ServerOptions{Instructions: instructions, Logger: log})
 	h := handlers{svc: svc, actor: actor}
 
-	addTool(s, log, listAgentsTool(), h.listAgents)
-	addTool(s, log, getAgentTool(), h.getAgent)
-	addTool(s, log, createAgentTool(), h.createAgent)
-	addTool(s, log, updateAgentTool(), h.updateAgent)
-	addTool(s, log, deleteAgentTool(), h.deleteAgent)
-	addTool(s, log, listSessionsTool(), h.listSessions)
-	addTool(s, log, getSessionTool(), h.getSession)
-	addTool(s, log, startSessionTool(), h.startSession)
-	addTool(s, log, updateSessionTool(), h.updateSession)
-	addTool(s, log, sendMessageTool(), h.sendMessage)
-	addTool(s, log, listEventsTool(), h.listEvents)
-	addTool(s, log, cancelSessionTool(), h.cancelSession)
-	addTool(s, log, archiveSessionTool(), h.archiveSession)
+	addTool(s, log, opts.CheckOutput, listAgentsTool(), h.listAgents)
+	addTool(s, log, opts.CheckOutput, getAgentTool(), h.getAgent)
+	addTool(s, log, opts.CheckOutput, createAgentTool(), h.createAgent)
+	addTool(s, log, opts.CheckOutput, updateAgentTool(), h.updateAgent)
+	addTool(s, log, opts.CheckOutput, deleteAgentTool(), h.deleteAgent)
+	addTool(s, log, opts.CheckOutput, listSessionsTool(), h.listSessions)
+	addTool(s, log, opts.CheckOutput, getSessionTool(), h.getSession)
+	addTool(s, log, opts.CheckOutput, startSessionTool(), h.startSession)
+	addTool(s, log, opts.CheckOutput, updateSessionTool(), h.updateSession)
+	addTool(s, log, opts.CheckOutput, sendMessageTool(), h.sendMessage)
+	addTool(s, log, opts.CheckOutput, listEventsTool(), h.listEvents)
+	addTool(s, log, opts.CheckOutput, cancelSessionTool(), h.cancelSession)
+	addTool(s, log, opts.CheckOutput, archiveSessionTool(), h.archiveSession)
 	return s
 }
 
