@@ -78,7 +78,7 @@ type harness struct {
 	agent core.CodeAgent
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	st, err := store.Open(filepath.Join(t.TempDir(), "flapjack.db"))
 	if err != nil {
