@@ -510,3 +510,95 @@ func TestStartWithoutAgentCommandIsRefused(t *testing.T) {
 		t.Errorf("%d sessions after a refused start", len(list.Sessions))
 	}
 }
+
+// TestRunnerIsASingletonAndExitsWhenIdle: a second runner on the same data
+// directory leaves at once, and a runner with --idle-timeout exits by itself.
+func TestRunnerIsASingletonAndExitsWhenIdle(t *testing.T) {
+	dataDir := newDataDir(t)
+	first := exec.Command(flapjackBin, "runner", "--data-dir", dataDir, "--idle-timeout", "1500ms")
+	var firstErr lockedBuffer
+	first.Stderr = &firstErr
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- first.Wait() }()
+	t.Cleanup(func() { first.Process.Kill() })
+	// Wait until it holds the lock.
+	for i := 0; ; i++ {
+		if held, _ := runnerHeld(dataDir); held {
+			break
+		}
+		if i > 200 {
+			t.Fatalf("first runner never took the lock:\n%s", firstErr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	second := exec.Command(flapjackBin, "runner", "--data-dir", dataDir)
+	out, err := second.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "another runner holds this data directory") {
+		t.Errorf("second runner: %v\n%s", err, out)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("idle runner exited with %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("runner with --idle-timeout 1.5s did not exit")
+	}
+	if !strings.Contains(firstErr.String(), "idle") {
+		t.Errorf("runner log does not say it exited idle:\n%s", firstErr.String())
+	}
+	if held, _ := runnerHeld(dataDir); held {
+		t.Error("the lock is still held after the runner exited")
+	}
+}
+
+// TestKilledRunnerIsAdopted: SIGKILL the runner mid-run; the next runner (here
+// started by a new MCP server) adopts the session, stops the orphaned agent and
+// ends the session in error with a clear reason.
+func TestKilledRunnerIsAdopted(t *testing.T) {
+	dataDir := newDataDir(t)
+	repo := makeRepo(t)
+	agent := "FLAPJACK_LOCAL_AGENT_COMMAND=" + writeAgent(t, streamAgent)
+	s := startServer(t, dataDir, agent, "FLAPJACK_KILL_GRACE=1s")
+	var ag struct{ ID string }
+	s.call(t, "flapjack_create_code_agent", map[string]any{"defaultRepoUrl": repo, "runtime": "local"}, &ag)
+	var st struct {
+		SessionID string `json:"session_id"`
+	}
+	if e := s.call(t, "flapjack_start_code_session", map[string]any{"codeAgentId": ag.ID, "prompt": "orphan sleep"}, &st); e != "" {
+		t.Fatal(e)
+	}
+	waitStatus(t, s, st.SessionID, "running")
+	if pids := agentProcesses(t, "orphan sleep"); len(pids) == 0 {
+		t.Fatal("the agent is not running")
+	}
+	raw, _ := os.ReadFile(filepath.Join(dataDir, "runner.lock"))
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
+	for i := 0; ; i++ {
+		if held, _ := runnerHeld(dataDir); !held {
+			break
+		}
+		if i > 200 {
+			t.Fatal("the killed runner still holds the lock")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.cs.Close()
+	// A new MCP server finds the active session and starts a runner, which adopts it.
+	s2 := startServer(t, dataDir, agent, "FLAPJACK_KILL_GRACE=1s")
+	evs, _ := s2.waitTerminal(t, st.SessionID, 0)
+	last := evs[len(evs)-1]
+	if statusOf(last) != "error" || !strings.Contains(string(last.Payload), "runner stopped") {
+		t.Errorf("final status event = %s, want error saying the runner stopped", last.Payload)
+	}
+	if pids := agentProcesses(t, "orphan sleep"); len(pids) > 0 {
+		t.Errorf("orphaned agent processes still alive: %v", pids)
+	}
+}
