@@ -137,7 +137,7 @@ func (s *server) waitTerminal(t *testing.T, id string, since int64) ([]event, in
 			}
 			since = e.Seq
 			seen = append(seen, e)
-			if e.Type == "status" && isTerminal(statusOf(e)) {
+			if e.Type == "status" && isTerminalStatus(statusOf(e)) {
 				return seen, since
 			}
 		}
@@ -152,7 +152,7 @@ func statusOf(e event) string {
 	return p.Status
 }
 
-func isTerminal(s string) bool {
+func isTerminalStatus(s string) bool {
 	return s == "finished" || s == "error" || s == "cancelled" || s == "expired"
 }
 

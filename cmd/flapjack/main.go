@@ -27,6 +27,8 @@ func main() {
 type globals struct {
 	dataDir  string
 	logLevel string
+	// logLevelSet records an explicit --log-level or FLAPJACK_LOG_LEVEL.
+	logLevelSet bool
 	stdin    io.Reader
 	stdout   io.Writer
 	stderr   io.Writer
@@ -44,15 +46,29 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := root.ExecuteContext(ctx); err != nil {
-		var ue usageError
-		if errors.As(err, &ue) {
-			fmt.Fprintln(stderr, "flapjack:", err)
-			return 2
-		}
-		fmt.Fprintln(stderr, "flapjack:", err)
-		return 1
+		return exitStatus(stderr, err)
 	}
 	return 0
+}
+
+// exitStatus reports err on stderr and maps it to the exit status: 2 for bad
+// usage, 4 when the server cannot be reached, a command's own status, else 1.
+func exitStatus(stderr io.Writer, err error) int {
+	fmt.Fprintln(stderr, "flapjack:", err)
+	var (
+		ue usageError
+		ur unreachableError
+		ee exitError
+	)
+	switch {
+	case errors.As(err, &ue):
+		return exitUsage
+	case errors.As(err, &ur):
+		return exitUnreachable
+	case errors.As(err, &ee):
+		return ee.code
+	}
+	return exitFailed
 }
 
 // usageError marks bad command-line usage (exit status 2).
@@ -69,7 +85,11 @@ and log every step as events.
 Without a subcommand it runs the MCP server over stdio (same as "flapjack mcp").`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Args:          usageArgs(cobra.NoArgs),
+		Example:       "  flapjack                      # MCP server on stdio\n  flapjack sessions start --agent ca-... --prompt 'Fix the bug' --wait",
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			_, inEnv := os.LookupEnv("FLAPJACK_LOG_LEVEL")
+			g.logLevelSet = inEnv || cmd.Flags().Changed("log-level")
 			return g.setup()
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -81,6 +101,7 @@ Without a subcommand it runs the MCP server over stdio (same as "flapjack mcp").
 	pf.StringVar(&g.dataDir, "data-dir", envOr("FLAPJACK_DATA_DIR", defaultDataDir()), "data directory (env FLAPJACK_DATA_DIR)")
 	pf.StringVar(&g.logLevel, "log-level", envOr("FLAPJACK_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env FLAPJACK_LOG_LEVEL)")
 	root.AddCommand(newMCPCmd(g), newRunnerCmd(g), newVersionCmd(g))
+	root.AddCommand(newAgentsCmd(g), newSessionsCmd(g))
 	return root
 }
 
@@ -101,6 +122,16 @@ func (g *globals) setup() error {
 	}
 	g.dataDir = abs
 	return nil
+}
+
+// quietUnlessAsked raises the log level to warn for the scripting commands
+// unless a level was chosen: a script's stderr should hold its errors, not
+// notes about runners.
+func (g *globals) quietUnlessAsked() {
+	if g.logLevelSet {
+		return
+	}
+	g.logger = slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 // envOr returns the environment variable's value, or def when it is unset.
