@@ -69,7 +69,7 @@ func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 // agentFlags binds the settable template fields; only flags given are sent.
 type agentFlags struct {
 	name, description, model, repo, ref, preamble, runtime, org string
-	autoPR, currentBranch, skipReviewers                         bool
+	autoPR, currentBranch, skipReviewers                        bool
 }
 
 func (f *agentFlags) bind(cmd *cobra.Command, withOrg bool) {

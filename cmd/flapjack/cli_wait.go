@@ -141,7 +141,9 @@ func (f *follower) run(ctx context.Context) (core.SessionDetail, error) {
 		if errors.As(err, &unreachable) && ctx.Err() == nil {
 			if failingSince.IsZero() {
 				failingSince = time.Now()
-				f.spin.pause(func() { fmt.Fprintf(f.stderr, "flapjack: connection lost (%v); retrying from seq %d\n", unreachable.err, f.since) })
+				f.spin.pause(func() {
+					fmt.Fprintf(f.stderr, "flapjack: connection lost (%v); retrying from seq %d\n", unreachable.err, f.since)
+				})
 			}
 			if time.Since(failingSince) > f.retries {
 				return core.SessionDetail{}, err

@@ -29,10 +29,10 @@ type globals struct {
 	logLevel string
 	// logLevelSet records an explicit --log-level or FLAPJACK_LOG_LEVEL.
 	logLevelSet bool
-	stdin    io.Reader
-	stdout   io.Writer
-	stderr   io.Writer
-	logger   *slog.Logger
+	stdin       io.Reader
+	stdout      io.Writer
+	stderr      io.Writer
+	logger      *slog.Logger
 }
 
 // run executes the command line and returns the exit status.
