@@ -4,6 +4,7 @@ import (
 	"context"
 	crand "crypto/rand"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
@@ -115,3 +116,41 @@ func bulkInsert(b *testing.B, dbPath, sessionID, messageID string, n int) {
 }
 
 func ptrInt(v int) *int { return &v }
+
+// BenchmarkListEventsFloor is the same call against a go-sdk server that returns
+// the same 100 events from memory: what the SDK and JSON cost on their own.
+func BenchmarkListEventsFloor(b *testing.B) {
+	ctx := context.Background()
+	now := time.Now().UTC()
+	page := struct {
+		Events  []core.Event `json:"events"`
+		LastSeq int64        `json:"last_seq"`
+	}{LastSeq: 100}
+	msg, run := "msg-xxxxxxxxxxxxxxxxxxxx", "run-1"
+	for i := range 100 {
+		page.Events = append(page.Events, core.Event{ID: fmt.Sprintf("evt-bench%011d", i), SessionID: "cs-xxxxxxxxxxxxxxxxxxxx",
+			MessageID: &msg, CursorRunID: &run, Type: core.EventAssistant, Seq: int64(i + 1), CreatedAt: now,
+			Payload: []byte(`{"text":"Looking at src/auth.ts to find where the JWT expiry is computed."}`)})
+	}
+	s := mcp.NewServer(&mcp.Implementation{Name: "floor", Version: "1"}, nil)
+	s.AddTool(&mcp.Tool{Name: "flapjack_list_code_session_events", InputSchema: map[string]any{"type": "object"}},
+		func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			raw, _ := json.Marshal(page)
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: string(raw)}}, StructuredContent: json.RawMessage(raw)}, nil
+		})
+	ct, srvT := mcp.NewInMemoryTransports()
+	ss, _ := s.Connect(ctx, srvT, nil)
+	defer ss.Close()
+	cs, _ := mcp.NewClient(&mcp.Implementation{Name: "bench", Version: "1"}, nil).Connect(ctx, ct, nil)
+	defer cs.Close()
+	var took []time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "flapjack_list_code_session_events", Arguments: map[string]any{"codeSessionId": "cs-x", "since": 5, "limit": 100}}); err != nil {
+			b.Fatal(err)
+		}
+		took = append(took, time.Since(t0))
+	}
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)/2])/float64(time.Millisecond), "median-ms")
+}
