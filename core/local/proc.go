@@ -147,7 +147,9 @@ func (r *Runtime) Cancel(ctx context.Context, s core.Session, markCancelled func
 		return nil
 	}
 	r.log.InfoContext(ctx, "stopping agent", "session", s.ID, "pgid", pgid)
-	return r.stopGroup(ctx, pgid, func() bool { return !leaderRunning(pgid) })
+	// Wait for the whole group, not just its leader: the caller is told the run
+	// has stopped, and a child still exiting would make that untrue.
+	return r.stopGroup(ctx, pgid, func() bool { return len(groupMembers(pgid)) == 0 })
 }
 
 // stopGroup sends SIGTERM to group pgid, waits up to the kill grace for gone,
