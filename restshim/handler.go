@@ -1,0 +1,269 @@
+// Package restshim serves the Code Agents API over HTTP, as documented in
+// spec/code-agents-api.md and in the OpenAPI document it embeds. It is a thin
+// adapter over core.Service: handlers authenticate, decode strictly, call the
+// Service and encode its result; every rule about agents and sessions lives in
+// core. Tokens are resolved by an Authenticator, so storage stays outside.
+package restshim
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/flapjack-dev/flapjack/core"
+)
+
+// Options configure a Handler. Zero values get the documented defaults.
+type Options struct {
+	// Logger receives the access log and internal errors; nil discards.
+	Logger *slog.Logger
+	// Heartbeat is the interval of comment lines on idle event streams, so
+	// proxies and clients can tell a quiet stream from a dead one (15 s).
+	Heartbeat time.Duration
+	// StreamPoll is how often an event stream re-reads the log (100 ms).
+	// Events may be written by a runner in another process, so there is
+	// nothing to wait on.
+	StreamPoll time.Duration
+}
+
+// Route is one operation of the API.
+type Route struct {
+	Method string
+	// Path is the ServeMux path, with {name} wildcards as in the OpenAPI document.
+	Path        string
+	OperationID string
+	// Public routes answer without a token; every other route requires one.
+	Public bool
+}
+
+// Handler is the REST API as an http.Handler.
+type Handler struct {
+	svc    *core.Service
+	auth   Authenticator
+	log    *slog.Logger
+	opts   Options
+	mux    *http.ServeMux
+	routes []Route
+
+	// closing is closed by CloseStreams, so event streams end on shutdown.
+	closing   chan struct{}
+	closeOnce sync.Once
+}
+
+// New returns the API over svc; auth resolves bearer tokens.
+func New(svc *core.Service, auth Authenticator, opts Options) *Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if _, ok := opts.Logger.Handler().(requestIDHandler); !ok {
+		opts.Logger = slog.New(LogHandler(opts.Logger.Handler()))
+	}
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = 15 * time.Second
+	}
+	if opts.StreamPoll <= 0 {
+		opts.StreamPoll = 100 * time.Millisecond
+	}
+	h := &Handler{svc: svc, auth: auth, log: opts.Logger, opts: opts, mux: http.NewServeMux(), closing: make(chan struct{})}
+	h.handle(Route{"GET", "/healthz", "health", true}, h.health)
+	h.handle(Route{"GET", "/openapi.json", "openapi", true}, h.openAPI)
+	h.api(Route{Method: "GET", Path: "/api/code-agents", OperationID: "listCodeAgents"}, h.listAgents)
+	h.api(Route{Method: "POST", Path: "/api/code-agents", OperationID: "createCodeAgent"}, h.createAgent)
+	h.api(Route{Method: "GET", Path: "/api/code-agents/{codeAgentId}", OperationID: "getCodeAgent"}, h.getAgent)
+	h.api(Route{Method: "PATCH", Path: "/api/code-agents/{codeAgentId}", OperationID: "updateCodeAgent"}, h.updateAgent)
+	h.api(Route{Method: "DELETE", Path: "/api/code-agents/{codeAgentId}", OperationID: "deleteCodeAgent"}, h.deleteAgent)
+	h.api(Route{Method: "GET", Path: "/api/code-sessions", OperationID: "listCodeSessions"}, h.listSessions)
+	h.api(Route{Method: "POST", Path: "/api/code-sessions", OperationID: "startCodeSession"}, h.startSession)
+	h.api(Route{Method: "GET", Path: "/api/code-sessions/{codeSessionId}", OperationID: "getCodeSession"}, h.getSession)
+	h.api(Route{Method: "PATCH", Path: "/api/code-sessions/{codeSessionId}", OperationID: "updateCodeSession"}, h.updateSession)
+	h.api(Route{Method: "POST", Path: "/api/code-sessions/{codeSessionId}/messages", OperationID: "sendCodeSessionMessage"}, h.sendMessage)
+	h.api(Route{Method: "GET", Path: "/api/code-sessions/{codeSessionId}/events", OperationID: "listCodeSessionEvents"}, h.listEvents)
+	h.handle(Route{Method: "GET", Path: "/api/code-sessions/{codeSessionId}/events/stream", OperationID: "streamCodeSessionEvents"}, h.authed(h.streamEvents))
+	h.api(Route{Method: "POST", Path: "/api/code-sessions/{codeSessionId}/cancel", OperationID: "cancelCodeSession"}, h.cancel)
+	h.api(Route{Method: "POST", Path: "/api/code-sessions/{codeSessionId}/archive", OperationID: "archiveCodeSession"}, h.archive)
+	h.fallbacks()
+	return h
+}
+
+// Routes lists every operation the Handler serves, in registration order.
+func (h *Handler) Routes() []Route { return append([]Route(nil), h.routes...) }
+
+// CloseStreams ends every open event stream cleanly and makes new ones end at
+// once; give it to http.Server.RegisterOnShutdown, because Shutdown waits for
+// handlers and a stream would otherwise never return.
+func (h *Handler) CloseStreams() { h.closeOnce.Do(func() { close(h.closing) }) }
+
+func (h *Handler) handle(rt Route, fn http.HandlerFunc) {
+	h.routes = append(h.routes, rt)
+	h.mux.HandleFunc(rt.Method+" "+rt.Path, fn)
+}
+
+// apiFunc is a JSON operation: it returns the success status and body.
+type apiFunc func(w http.ResponseWriter, r *http.Request, a core.Actor) (int, any, error)
+
+// api registers an authenticated JSON operation.
+func (h *Handler) api(rt Route, fn apiFunc) {
+	h.handle(rt, h.authed(func(w http.ResponseWriter, r *http.Request, a core.Actor) {
+		status, body, err := fn(w, r, a)
+		if err != nil {
+			h.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, status, body)
+	}))
+}
+
+// fallbacks answer what no route matches with the API's error body: 405 with
+// Allow for a known path and another method, 404 for anything else. Both
+// require a token on non-public paths, so nothing answers without one.
+func (h *Handler) fallbacks() {
+	methods := map[string][]string{}
+	public := map[string]bool{}
+	for _, rt := range h.routes {
+		methods[rt.Path] = append(methods[rt.Path], rt.Method)
+		public[rt.Path] = rt.Public
+	}
+	for path, ms := range methods {
+		sort.Strings(ms)
+		allow := strings.Join(ms, ", ")
+		notAllowed := func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", allow)
+			writeErrorBody(w, http.StatusMethodNotAllowed, CodeMethodNotAllowed, "method "+r.Method+" is not allowed here; allowed: "+allow)
+		}
+		if public[path] {
+			h.mux.HandleFunc(path, notAllowed)
+		} else {
+			h.mux.HandleFunc(path, h.authed(func(w http.ResponseWriter, r *http.Request, _ core.Actor) { notAllowed(w, r) }))
+		}
+	}
+	h.mux.HandleFunc("/", h.authed(func(w http.ResponseWriter, r *http.Request, _ core.Actor) {
+		writeErrorBody(w, http.StatusNotFound, string(core.CodeNotFound), "no such route: "+clip(r.URL.Path))
+	}))
+}
+
+// Transport-level error codes, for failures that happen before the Service
+// is reached. Everything else carries the Service's codes.
+const (
+	CodeUnauthorized     = "UNAUTHORIZED"
+	CodeMethodNotAllowed = "METHOD_NOT_ALLOWED"
+)
+
+// unauthorizedMessage is the one answer to every missing, malformed, unknown
+// or revoked token, so a caller learns nothing about which it was.
+const unauthorizedMessage = "a valid API token is required: send Authorization: Bearer fj_live_... (create one with: flapjack token create)"
+
+// authed resolves the bearer token before fn runs.
+func (h *Handler) authed(fn func(http.ResponseWriter, *http.Request, core.Actor)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := bearer(r.Header.Get("Authorization"))
+		if !ok || !WellFormedToken(tok) {
+			unauthorized(w)
+			return
+		}
+		a, err := h.auth.Authenticate(r.Context(), tok)
+		if errors.Is(err, ErrUnauthenticated) {
+			unauthorized(w)
+			return
+		}
+		if err != nil {
+			h.writeError(w, r, err)
+			return
+		}
+		if info := infoFrom(r.Context()); info != nil {
+			info.user = a.UserID
+		}
+		fn(w, r, a)
+	}
+}
+
+// bearer extracts the token of "Bearer <token>"; the scheme is
+// case-insensitive (RFC 9110), the token is not.
+func bearer(header string) (string, bool) {
+	const scheme = "bearer "
+	if len(header) <= len(scheme) || !strings.EqualFold(header[:len(scheme)], scheme) {
+		return "", false
+	}
+	return strings.TrimLeft(header[len(scheme):], " "), true
+}
+
+func unauthorized(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", "Bearer")
+	writeErrorBody(w, http.StatusUnauthorized, CodeUnauthorized, unauthorizedMessage)
+}
+
+// statusError is a client error whose HTTP status is not its code's default
+// (413 and 415 are VALIDATION_ERRORs with a more precise status).
+type statusError struct {
+	status int
+	err    *core.Error
+}
+
+func (e *statusError) Error() string { return e.err.Error() }
+
+// writeError answers with the error body. Internal causes are logged, never
+// shown; a request whose client has gone gets no answer.
+func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var se *statusError
+	if errors.As(err, &se) {
+		writeErrorBody(w, se.status, string(se.err.Code), se.err.Message)
+		return
+	}
+	if r.Context().Err() != nil && (errors.Is(err, r.Context().Err())) {
+		if info := infoFrom(r.Context()); info != nil {
+			info.clientGone = true
+		}
+		return
+	}
+	e := core.AsError(err)
+	if e.Code == core.CodeInternal {
+		h.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", errors.Unwrap(e))
+	}
+	writeErrorBody(w, e.Code.HTTPStatus(), string(e.Code), e.Message)
+}
+
+// errorBody is the API's error object.
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func writeErrorBody(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: msg}})
+}
+
+// writeJSON answers with v as JSON. API answers hold private data, so no
+// cache may keep them.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b, _ = json.Marshal(errorBody{Error: errorDetail{Code: string(core.CodeInternal), Message: "internal error"}})
+	}
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// ---- Public routes ----
+
+func (h *Handler) health(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, core.OKResult{OK: true})
+}
+
+func (h *Handler) openAPI(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Write([]byte(openAPIDocument))
+}

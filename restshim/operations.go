@@ -1,0 +1,294 @@
+package restshim
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/flapjack-dev/flapjack/core"
+)
+
+// The request bodies, with the fields the spec names (camelCase). They are
+// functions, not package variables, so nothing can change them.
+func agentFieldNames() []string {
+	return []string{"name", "description", "modelId", "modelParams", "defaultRepoUrl",
+		"defaultStartingRef", "autoCreatePR", "workOnCurrentBranch", "skipReviewerRequest", "preamble", "runtime"}
+}
+
+func createAgentSpec() bodySpec {
+	return bodySpec{fields: append([]string{"orgId"}, agentFieldNames()...), nullable: []string{"modelParams", "defaultRepoUrl"}}
+}
+
+func updateAgentSpec() bodySpec {
+	return bodySpec{fields: agentFieldNames(), nullable: []string{"modelParams", "defaultRepoUrl"}}
+}
+
+func startSessionSpec() bodySpec {
+	return bodySpec{fields: []string{"codeAgentId", "prompt", "cursorApiKey", "orgId", "repoUrl", "startingRef",
+		"autoCreatePR", "workOnCurrentBranch", "skipReviewerRequest", "modelId", "modelParams", "webhookUrl"},
+		nullable: []string{"modelParams", "webhookUrl"}}
+}
+
+func updateSessionSpec() bodySpec {
+	return bodySpec{fields: []string{"webhookUrl"}, nullable: []string{"webhookUrl"}}
+}
+
+func sendMessageSpec() bodySpec { return bodySpec{fields: []string{"prompt"}} }
+
+// updateSessionBody is the body of PATCH /api/code-sessions/{id}.
+type updateSessionBody struct {
+	WebhookURL *string `json:"webhookUrl"`
+}
+
+// sendMessageBody is the body of POST /api/code-sessions/{id}/messages.
+type sendMessageBody struct {
+	Prompt string `json:"prompt"`
+}
+
+// emptyBody is the body of operations that take none.
+type emptyBody struct{}
+
+// emptySpec is for operations without a body: nothing, or {}.
+func emptySpec() bodySpec { return bodySpec{} }
+
+// readJSON reads and strictly decodes the request body into dst.
+func readJSON(w http.ResponseWriter, r *http.Request, spec bodySpec, dst any) (bodyKeys, error) {
+	b, err := readBody(w, r)
+	if err != nil {
+		return bodyKeys{}, err
+	}
+	return decodeBody(b, spec, dst)
+}
+
+// noBody accepts an empty body or {} and nothing else, so a client that
+// thinks it is passing options learns that it is not.
+func noBody(w http.ResponseWriter, r *http.Request) error {
+	var v emptyBody
+	_, err := readJSON(w, r, emptySpec(), &v)
+	return err
+}
+
+// ---- Code agents ----
+
+func (h *Handler) listAgents(w http.ResponseWriter, r *http.Request, a core.Actor) (int, any, error) {
+	q, err := query(r, "orgId")
+	if err != nil {
+		return 0, nil, err
+	}
+	list, serr := h.svc.ListAgents(r.Context(), a, q.Get("orgId"))
+	return http.StatusOK, list, serr
+}
+
+func (h *Handler) createAgent(w http.ResponseWriter, r *http.Request, a core.Actor) (int, any, error) {
+	if _, err := query(r); err != nil {
+		return 0, nil, err
+	}
+	var in core.CreateAgentInput
+	if _, err := readJSON(w, r, createAgentSpec(), &in); err != nil {
+		return 0, nil, err
+	}
+	ag, err := h.svc.CreateAgent(r.Context(), a, in)
+	if err != nil {
+		return 0, nil, err
+	}
+	w.Header().Set("Location", "/api/code-agents/"+ag.ID)
+	return http.StatusCreated, ag, nil
+}
+
+func (h *Handler) getAgent(w http.ResponseWriter, r *http.Request, a core.Actor) (int, any, error) {
+	if _, err := query(r); err != nil {
+		return 0, nil, err
+	}
+	ag, err := h.svc.GetAgent(r.Context(), a, r.PathValue("codeAgentId"))
+	return http.StatusOK, ag, err
+}
+
+func (h *Handler) updateAgent(w http.ResponseWriter, r *http.Request, a core.Actor) (int, any, error) {
+	if _, err := query(r); err != nil {
+		return 0, nil, err
+	}
+	var in core.AgentFields
+	keys, err := readJSON(w, r, updateAgentSpec(), &in)
+	if err != nil {
+		return 0, nil, err
+	}
+	// In a PATCH, null clears a nullable field; the Service spells "clear"
+	// as an empty value.
+	if keys.null["modelParams"] {
+		in.ModelParams = map[string]any{}
+	}
+	if keys.null["defaultRepoUrl"] {
+		empty := ""
+		in.DefaultRepoURL = &empty
+	}
+	ag, serr := h.svc.UpdateAgent(r.Context(), a, r.PathValue("codeAgentId"), in)
+	return http.StatusOK, ag, serr
+}
+
+func (h *Handler) deleteAgent(w http.ResponseWriter, r *http.Request, a core.Actor) (int, any, error) {
+	if _, err := query(r); err != nil {
+		return 0, nil, err
+	}
+	if err := noBody(w, r); err != nil {
+		return 0, nil, err
+	}
+	res, err := h.svc.DeleteAgent(r.Context(), a, r.PathValue("codeAgentId"))
+	return http.StatusOK, res, err
+}
+
+// ---- Code sessions ----
+
+func (h *Handler) listSessions(w http.ResponseWriter, r *http.Request, a core.Actor) (int, any, error) {
+	q, err := query(r, "codeAgentId", "status", "archived", "orgId")
+	if err != nil {
+		return 0, nil, err
+	}
+	archived, err := boolParam(q, "archived")
+	if err != nil {
+		return 0, nil, err
+	}
+	in := core.ListSessionsInput{CodeAgentID: q.Get("codeAgentId"), Status: q.Get("status"), Archived: archived, OrgID: q.Get("orgId")}
+	list, serr := h.svc.ListSessions(r.Context(), a, in)
+	return http.StatusOK, list, serr
+}
+
+func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, a core.Actor) (int, any, error) {
+	if _, err := query(r); err != nil {
+		return 0, nil, err
+	}
+	var in core.StartSessionInput
+	if _, err := readJSON(w, r, startSessionSpec(), &in); err != nil {
+		return 0, nil, err
+	}
+	// The REST API documents cursorApiKey as required (unless the server has
+	// CURSOR_API_KEY), whatever the runtime.
+	in.RequireKey = true
+	res, err := h.svc.StartSession(r.Context(), a, in)
+	if err != nil {
+		return 0, nil, err
+	}
+	w.Header().Set("Location", "/api/code-sessions/"+res.SessionID)
+	return http.StatusCreated, res, nil
+}
+
+func (h *Handler) getSession(w http.ResponseWriter, r *http.Request, a core.Actor) (int, any, error) {
+	if _, err := query(r); err != nil {
+		return 0, nil, err
+	}
+	s, err := h.svc.GetSession(r.Context(), a, r.PathValue("codeSessionId"))
+	return http.StatusOK, s, err
+}
+
+func (h *Handler) updateSession(w http.ResponseWriter, r *http.Request, a core.Actor) (int, any, error) {
+	if _, err := query(r); err != nil {
+		return 0, nil, err
+	}
+	var in updateSessionBody
+	keys, err := readJSON(w, r, updateSessionSpec(), &in)
+	if err != nil {
+		return 0, nil, err
+	}
+	id := r.PathValue("codeSessionId")
+	if !keys.present["webhookUrl"] {
+		// Nothing to change: answer with the session as it is.
+		d, err := h.svc.GetSession(r.Context(), a, id)
+		return http.StatusOK, d.Session, err
+	}
+	// null and "" both clear.
+	s, serr := h.svc.UpdateSession(r.Context(), a, id, in.WebhookURL)
+	return http.StatusOK, s, serr
+}
+
+func (h *Handler) sendMessage(w http.ResponseWriter, r *http.Request, a core.Actor) (int, any, error) {
+	if _, err := query(r); err != nil {
+		return 0, nil, err
+	}
+	var in sendMessageBody
+	if _, err := readJSON(w, r, sendMessageSpec(), &in); err != nil {
+		return 0, nil, err
+	}
+	res, err := h.svc.SendMessage(r.Context(), a, r.PathValue("codeSessionId"), in.Prompt)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusCreated, res, nil
+}
+
+func (h *Handler) listEvents(w http.ResponseWriter, r *http.Request, a core.Actor) (int, any, error) {
+	q, qerr := query(r, "since", "messageId", "limit", "wait")
+	if qerr != nil {
+		return 0, nil, qerr
+	}
+	var in core.EventsInput
+	var err error
+	if in.Since, err = intParamErr(q, "since"); err != nil {
+		return 0, nil, err
+	}
+	in.MessageID = q.Get("messageId")
+	limit, err := intParamErr(q, "limit")
+	if err != nil {
+		return 0, nil, err
+	}
+	if limit != nil {
+		n := int(max(min(*limit, 1<<30), -1))
+		in.Limit = &n
+	}
+	wait, err := intParamErr(q, "wait")
+	if err != nil {
+		return 0, nil, err
+	}
+	if wait != nil {
+		n := int(max(min(*wait, 1<<30), -1))
+		in.WaitSeconds = &n
+		if n > 0 && n <= core.MaxWaitSeconds {
+			// A long poll may outlast the server's write timeout.
+			http.NewResponseController(w).SetWriteDeadline(time.Now().Add(time.Duration(n)*time.Second + 15*time.Second))
+		}
+	}
+	page, err := h.svc.ListEvents(r.Context(), a, r.PathValue("codeSessionId"), in)
+	return http.StatusOK, page, renameField(err, "waitSeconds", "wait")
+}
+
+// intParamErr is intParam with a plain error result.
+func intParamErr(q map[string][]string, name string) (*int64, error) {
+	v, err := intParam(q, name)
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// renameField rewrites the Service's name for a field (its MCP spelling) into
+// the REST parameter's, so the message names what the client sent.
+func renameField(err error, from, to string) error {
+	e, ok := err.(*core.Error)
+	if !ok || e.Code != core.CodeValidation || e.Field != from {
+		return err
+	}
+	c := *e
+	c.Field = to
+	c.Message = to + strings.TrimPrefix(e.Message, from)
+	return &c
+}
+
+func (h *Handler) cancel(w http.ResponseWriter, r *http.Request, a core.Actor) (int, any, error) {
+	if _, err := query(r); err != nil {
+		return 0, nil, err
+	}
+	if err := noBody(w, r); err != nil {
+		return 0, nil, err
+	}
+	res, err := h.svc.Cancel(r.Context(), a, r.PathValue("codeSessionId"))
+	return http.StatusOK, res, err
+}
+
+func (h *Handler) archive(w http.ResponseWriter, r *http.Request, a core.Actor) (int, any, error) {
+	if _, err := query(r); err != nil {
+		return 0, nil, err
+	}
+	if err := noBody(w, r); err != nil {
+		return 0, nil, err
+	}
+	res, err := h.svc.Archive(r.Context(), a, r.PathValue("codeSessionId"))
+	return http.StatusOK, res, err
+}

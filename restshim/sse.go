@@ -1,0 +1,171 @@
+package restshim
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/flapjack-dev/flapjack/core"
+)
+
+// streamEvents serves a session's log as Server-Sent Events: every event as
+// "id: <seq>", "event: <event_type>", "data: <event JSON>", flushed one by
+// one. It resumes after Last-Event-ID (what a reconnecting EventSource sends)
+// or ?since=, ends once the session is terminal and its last event was sent,
+// sends a comment line after each quiet Heartbeat, and ends cleanly when the
+// server shuts down.
+func (h *Handler) streamEvents(w http.ResponseWriter, r *http.Request, a core.Actor) {
+	ctx := r.Context()
+	id := r.PathValue("codeSessionId")
+	q, qerr := query(r, "since")
+	if qerr != nil {
+		h.writeError(w, r, qerr)
+		return
+	}
+	since, perr := intParam(q, "since")
+	if perr != nil {
+		h.writeError(w, r, perr)
+		return
+	}
+	if last := r.Header.Get("Last-Event-ID"); last != "" {
+		// The header wins over ?since=: a reconnecting client keeps its URL.
+		n, err := strconv.ParseInt(strings.TrimSpace(last), 10, 64)
+		if err != nil {
+			h.writeError(w, r, core.Errorf(core.CodeValidation, "Last-Event-ID: must be an event seq (an integer)"))
+			return
+		}
+		since = &n
+	}
+	if since == nil {
+		zero := int64(0)
+		since = &zero
+	}
+	// Read once before answering: access, the session's existence and since
+	// are checked here, and fail as ordinary JSON errors.
+	limit := core.MaxEventLimit
+	page, err := h.svc.ListEvents(ctx, a, id, core.EventsInput{Since: since, Limit: &limit})
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+
+	rc := http.NewResponseController(w)
+	// A stream lives longer than any write timeout; it ends by itself.
+	rc.SetWriteDeadline(time.Time{})
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/event-stream")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("X-Accel-Buffering", "no") // ask reverse proxies not to buffer
+	w.WriteHeader(http.StatusOK)
+	if rc.Flush() != nil {
+		return
+	}
+
+	s := &sseWriter{w: w, rc: rc}
+	pos := *since
+	pending := &page // the first read is sent before anything else is read
+	lastWrite := time.Now()
+	poll := time.NewTimer(time.Hour)
+	defer poll.Stop()
+	for {
+		// The session is read before its events: every event up to its
+		// last_event_seq is then in the log, so "terminal and all sent"
+		// cannot skip one.
+		sess, err := h.svc.GetSession(ctx, a, id)
+		if err != nil {
+			return // deleted, or the client is gone; a client may reconnect
+		}
+		for {
+			if pending == nil {
+				limit := core.MaxEventLimit
+				p, err := h.svc.ListEvents(ctx, a, id, core.EventsInput{Since: &pos, Limit: &limit})
+				if err != nil {
+					return
+				}
+				pending = &p
+			}
+			for _, ev := range pending.Events {
+				if !s.event(ev) {
+					return
+				}
+				pos = ev.Seq
+				lastWrite = time.Now()
+			}
+			full := len(pending.Events) == core.MaxEventLimit
+			pending = nil
+			if !full {
+				break
+			}
+		}
+		if sess.Status.Terminal() && pos >= sess.LastEventSeq {
+			return
+		}
+		if time.Since(lastWrite) >= h.opts.Heartbeat {
+			if !s.comment("heartbeat") {
+				return
+			}
+			lastWrite = time.Now()
+		}
+		poll.Reset(min(h.opts.StreamPoll, h.opts.Heartbeat))
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.closing:
+			s.comment("server shutting down; reconnect with Last-Event-ID")
+			return
+		case <-poll.C:
+		}
+	}
+}
+
+// sseWriter writes Server-Sent Events, flushing after each.
+type sseWriter struct {
+	w   http.ResponseWriter
+	rc  *http.ResponseController
+	buf bytes.Buffer
+}
+
+// event writes one event; false when the client is gone.
+func (s *sseWriter) event(ev core.Event) bool {
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return false
+	}
+	s.buf.Reset()
+	s.buf.WriteString("id: ")
+	s.buf.WriteString(strconv.FormatInt(ev.Seq, 10))
+	s.buf.WriteString("\nevent: ")
+	s.buf.WriteString(sseLine(string(ev.Type)))
+	// Marshalled JSON holds no raw newline; split anyway, as the format
+	// requires one data line per line.
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		s.buf.WriteString("\ndata: ")
+		s.buf.Write(line)
+	}
+	s.buf.WriteString("\n\n")
+	return s.flush()
+}
+
+// comment writes a comment line, which clients ignore.
+func (s *sseWriter) comment(text string) bool {
+	s.buf.Reset()
+	s.buf.WriteString(": ")
+	s.buf.WriteString(sseLine(text))
+	s.buf.WriteString("\n\n")
+	return s.flush()
+}
+
+func (s *sseWriter) flush() bool {
+	if _, err := s.w.Write(s.buf.Bytes()); err != nil {
+		return false
+	}
+	return s.rc.Flush() == nil
+}
+
+// sseLine keeps a field value on one line.
+func sseLine(s string) string {
+	return strings.NewReplacer("\r", " ", "\n", " ").Replace(s)
+}
