@@ -41,7 +41,11 @@ func isTerminal(f any) bool {
 // newPrinter resolves the -o flag: "" means text on a terminal and JSON
 // otherwise. Colour only on a terminal, and never with NO_COLOR set.
 func newPrinter(format string, out io.Writer) (*printer, error) {
-	tty := isTerminal(out)
+	_, noColor := os.LookupEnv("NO_COLOR")
+	return printerFor(format, out, isTerminal(out), noColor)
+}
+
+func printerFor(format string, out io.Writer, tty, noColor bool) (*printer, error) {
 	switch format {
 	case "":
 		format = formatJSON
@@ -52,7 +56,6 @@ func newPrinter(format string, out io.Writer) (*printer, error) {
 	default:
 		return nil, usageError{fmt.Errorf("-o %q: want text, json or jsonl", format)}
 	}
-	_, noColor := os.LookupEnv("NO_COLOR")
 	return &printer{format: format, out: out, color: tty && !noColor && format == formatText}, nil
 }
 

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+// remoteCLI starts a flapjack serve on a fresh data directory and returns a
+// local-mode CLI on that directory and the same CLI pointed at the server.
+func remoteCLI(t *testing.T, agentEnv string) (local *cli, remote *cli, serverURL string) {
+	t.Helper()
+	local = newCLI(t, agentEnv)
+	dataDir := strings.TrimPrefix(local.env[0], "FLAPJACK_DATA_DIR=")
+	p := startServe(t, dataDir, []string{agentEnv})
+	token := tokenRE.FindString(fjcli(t, dataDir, "token", "create", "--name", "cli"))
+	if token == "" {
+		t.Fatal("no token created")
+	}
+	// The REST API wants a Cursor key on start; the CLI sends CURSOR_API_KEY.
+	remote = &cli{t: t, env: append(append([]string{}, local.env...), "FLAPJACK_SERVER="+p.url, "FLAPJACK_TOKEN="+token, "CURSOR_API_KEY=cursor_cli_test")}
+	return local, remote, p.url
+}
+
+// TestCLIRemoteOutputMatchesLocal: the same commands on the same database give
+// byte-identical output whether they go through the data directory or a server.
+func TestCLIRemoteOutputMatchesLocal(t *testing.T) {
+	repo := makeRepo(t)
+	agentEnv := "FLAPJACK_LOCAL_AGENT_COMMAND=" + writeAgent(t, streamAgent)
+	local, remote, _ := remoteCLI(t, agentEnv)
+	agent := remote.jsonID("agents", "create", "--name", "fixer", "--repo-url", repo, "--runtime", "local")
+	r := remote.run("", "sessions", "start", "--agent", agent, "--prompt", "remote task", "--wait", "--follow", "-o", "jsonl")
+	if r.code != 0 {
+		t.Fatalf("remote start --wait --follow: exit %d\n%s", r.code, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	var final struct{ ID, Status string }
+	json.Unmarshal([]byte(lines[len(lines)-1]), &final)
+	if final.Status != "finished" {
+		t.Fatalf("final line %s", lines[len(lines)-1])
+	}
+	for _, format := range []string{"text", "json", "jsonl"} {
+		for _, args := range [][]string{
+			{"agents", "list"}, {"agents", "get", agent}, {"sessions", "list"}, {"sessions", "get", final.ID},
+			{"sessions", "events", final.ID, "--since", "2"},
+		} {
+			args := append(append([]string{}, args...), "-o", format)
+			if l, rm := local.ok(args...), remote.ok(args...); l != rm {
+				t.Errorf("flapjack %v differs between local and remote:\nlocal:\n%s\nremote:\n%s", args, l, rm)
+			}
+		}
+	}
+	// Exit codes are the same too: a failing session is 1, a bad id is 1 with its code.
+	if r := remote.run("", "sessions", "start", "--agent", agent, "--prompt", "please fail", "--wait"); r.code != 1 {
+		t.Errorf("remote failing session: exit %d, want 1", r.code)
+	}
+	if r := remote.run("", "sessions", "get", "cs-nope"); r.code != 1 || !strings.Contains(r.stderr, "NOT_FOUND") {
+		t.Errorf("remote not found: exit %d, stderr %s", r.code, r.stderr)
+	}
+	bad := &cli{t: t, env: append(append([]string{}, remote.env...), "FLAPJACK_TOKEN=fj_live_wrong")}
+	if r := bad.run("", "agents", "list"); r.code != 1 || !strings.Contains(r.stderr, "UNAUTHORIZED") {
+		t.Errorf("bad token: exit %d, stderr %s", r.code, r.stderr)
+	}
+}
+
+// TestCLIFollowSurvivesDroppedConnections puts a proxy between the CLI and the
+// server that cuts every other events request; --follow must resume from the
+// last event printed, with no gap and no duplicate.
+func TestCLIFollowSurvivesDroppedConnections(t *testing.T) {
+	repo := makeRepo(t)
+	agentEnv := "FLAPJACK_LOCAL_AGENT_COMMAND=" + writeAgent(t, streamAgent+"\ni=0; while [ $i -lt 300 ]; do echo \"line $i\"; i=$((i+1)); done\nsleep 1\n")
+	_, remote, serverURL := remoteCLI(t, agentEnv)
+	target, _ := url.Parse(serverURL)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var n, dropped atomic.Int64
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/events") && n.Add(1)%2 == 0 {
+			dropped.Add(1)
+			// Cut the answer halfway, as a dying proxy would: the client has
+			// the headers and part of the body, so nothing retries it silently.
+			conn, buf, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				buf.WriteString("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 4096\r\n\r\n{\"events\":[")
+				buf.Flush()
+				conn.(*net.TCPConn).SetLinger(0)
+				conn.Close()
+			}
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	via := &cli{t: t, env: append(append([]string{}, remote.env...), "FLAPJACK_SERVER="+front.URL)}
+	agent := via.jsonID("agents", "create", "--repo-url", repo, "--runtime", "local")
+	r := via.run("", "sessions", "start", "--agent", agent, "--prompt", "slow stream", "--wait", "--follow", "-o", "jsonl")
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	for i, l := range lines[:len(lines)-1] {
+		var e struct{ Seq int64 }
+		if err := json.Unmarshal([]byte(l), &e); err != nil || e.Seq != int64(i+1) {
+			t.Fatalf("line %d has seq %d: gap or duplicate", i, e.Seq)
+		}
+	}
+	if len(lines) < 300 {
+		t.Errorf("only %d lines", len(lines))
+	}
+	if dropped.Load() == 0 || !strings.Contains(r.stderr, "connection lost") {
+		t.Errorf("no connection was dropped (%d) or the CLI did not say so:\n%s", dropped.Load(), r.stderr)
+	}
+}
