@@ -32,7 +32,9 @@ func remoteCLI(t *testing.T, agentEnv string) (local *cli, remote *cli, serverUR
 // byte-identical output whether they go through the data directory or a server.
 func TestCLIRemoteOutputMatchesLocal(t *testing.T) {
 	repo := makeRepo(t)
-	agentEnv := "FLAPJACK_LOCAL_AGENT_COMMAND=" + writeAgent(t, streamAgent)
+	// Without stderr lines, whose order against stdout is not fixed, two runs
+	// log the same events in the same order.
+	agentEnv := "FLAPJACK_LOCAL_AGENT_COMMAND=" + writeAgent(t, strings.ReplaceAll(streamAgent, `echo "a warning" >&2`, ""))
 	local, remote, _ := remoteCLI(t, agentEnv)
 	agent := remote.jsonID("agents", "create", "--name", "fixer", "--repo-url", repo, "--runtime", "local")
 	r := remote.run("", "sessions", "start", "--agent", agent, "--prompt", "remote task", "--wait", "--follow", "-o", "jsonl")
@@ -56,6 +58,49 @@ func TestCLIRemoteOutputMatchesLocal(t *testing.T) {
 			}
 		}
 	}
+	// A whole scripted run gives the same output in both modes (ids and times aside).
+	norm := func(out string) string { return normalize(out, repo) }
+	lr := local.run("", "sessions", "start", "--agent", agent, "--prompt", "same task", "--wait", "--follow", "-o", "jsonl")
+	rr := remote.run("", "sessions", "start", "--agent", agent, "--prompt", "same task", "--wait", "--follow", "-o", "jsonl")
+	if lr.code != 0 || rr.code != 0 {
+		t.Fatalf("start --wait --follow: local exit %d, remote exit %d", lr.code, rr.code)
+	}
+	if l, rm := norm(lr.stdout), norm(rr.stdout); l != rm {
+		t.Errorf("start --wait --follow -o jsonl differs:\nlocal:\n%s\nremote:\n%s", l, rm)
+	}
+
+	// The other commands, both modes, same output and exit codes.
+	for _, c := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"sessions", "send", final.ID, "--prompt", "again", "--wait", "-o", "json"}, 0},
+		{[]string{"sessions", "update", final.ID, "--webhook-url", "https://hooks.example.com/x", "-o", "json"}, 0},
+		{[]string{"sessions", "update", final.ID, "--webhook-url", "", "-o", "json"}, 0},
+		{[]string{"sessions", "update", final.ID, "--webhook-url", "http://insecure.example.com", "-o", "json"}, 1},
+		{[]string{"sessions", "cancel", final.ID, "-o", "json"}, 1},
+		{[]string{"agents", "update", agent, "--model", "composer-2", "--auto-create-pr=false", "-o", "json"}, 0},
+	} {
+		for name, mode := range map[string]*cli{"local": local, "remote": remote} {
+			if r := mode.run("", c.args...); r.code != c.code {
+				t.Errorf("%s flapjack %v: exit %d, want %d\n%s", name, c.args, r.code, c.code, r.stderr)
+			}
+		}
+	}
+	if r := remote.run("", "sessions", "archive", final.ID, "-o", "json"); r.code != 0 || !strings.Contains(r.stdout, `"archived": true`) {
+		t.Errorf("remote archive: exit %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	if r := local.run("", "sessions", "send", final.ID, "--prompt", "x"); r.code != 1 || !strings.Contains(r.stderr, "SESSION_ARCHIVED") {
+		t.Errorf("local send after remote archive: exit %d %s", r.code, r.stderr)
+	}
+	other := local.jsonID("agents", "create", "--name", "doomed", "--repo-url", repo, "--runtime", "local")
+	if r := remote.run("", "agents", "delete", other, "-o", "json"); r.code != 0 {
+		t.Errorf("remote delete: exit %d %s", r.code, r.stderr)
+	}
+	if r := local.run("", "agents", "get", other); r.code != 1 {
+		t.Errorf("local get after remote delete: exit %d", r.code)
+	}
+
 	// Exit codes are the same too: a failing session is 1, a bad id is 1 with its code.
 	if r := remote.run("", "sessions", "start", "--agent", agent, "--prompt", "please fail", "--wait"); r.code != 1 {
 		t.Errorf("remote failing session: exit %d, want 1", r.code)
