@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/flapjack-dev/flapjack/core"
+	"github.com/flapjack-dev/flapjack/core/cloud"
 	"github.com/flapjack-dev/flapjack/core/local"
 	"github.com/flapjack-dev/flapjack/store"
 )
@@ -20,7 +21,9 @@ type app struct {
 	box      *core.Box
 	owner    core.Owner
 	runtimes map[string]core.Runtime
-	svc      *core.Service
+	// defaultRuntime runs templates that name none (FLAPJACK_RUNTIME, default cloud).
+	defaultRuntime string
+	svc            *core.Service
 }
 
 // ownerActor is the local owner: member of every org. MCP and local CLI act as it.
@@ -62,19 +65,19 @@ func (a *app) init(ctx context.Context, g *globals, kick func()) error {
 	if a.box, err = core.NewBox(master); err != nil {
 		return err
 	}
-	a.runtimes, err = buildRuntimes(g, a.dataDir)
+	a.runtimes, err = buildRuntimes(g, a.dataDir, a.box, a.store)
 	if err != nil {
 		return err
 	}
-	defaultRuntime := envOr("FLAPJACK_RUNTIME", core.RuntimeLocal)
-	if _, ok := a.runtimes[defaultRuntime]; !ok {
-		return usageError{fmt.Errorf("FLAPJACK_RUNTIME=%q: unknown runtime; available: %s", defaultRuntime, strings.Join(keys(a.runtimes), ", "))}
+	a.defaultRuntime = envOr("FLAPJACK_RUNTIME", core.RuntimeCloud)
+	if _, ok := a.runtimes[a.defaultRuntime]; !ok {
+		return usageError{fmt.Errorf("FLAPJACK_RUNTIME=%q: unknown runtime; available: %s", a.defaultRuntime, strings.Join(keys(a.runtimes), ", "))}
 	}
 	a.svc = core.NewService(core.ServiceConfig{
 		Store:            a.store,
 		Box:              a.box,
 		Runtimes:         a.runtimes,
-		DefaultRuntime:   defaultRuntime,
+		DefaultRuntime:   a.defaultRuntime,
 		DefaultCursorKey: os.Getenv("CURSOR_API_KEY"),
 		Kick:             kick,
 		Logger:           g.logger,
@@ -84,8 +87,10 @@ func (a *app) init(ctx context.Context, g *globals, kick func()) error {
 
 func (a *app) Close() error { return a.store.Close() }
 
-// buildRuntimes configures the runtimes from the environment.
-func buildRuntimes(g *globals, dataDir string) (map[string]core.Runtime, error) {
+// buildRuntimes configures the runtimes from the environment. The cloud
+// runtime needs the box (Cancel and Archive open a session's key outside the
+// runner) and reads sessions during crash recovery.
+func buildRuntimes(g *globals, dataDir string, box *core.Box, sessions cloud.SessionReader) (map[string]core.Runtime, error) {
 	var command []string
 	if raw := os.Getenv("FLAPJACK_LOCAL_AGENT_COMMAND"); raw != "" {
 		var err error
@@ -111,7 +116,19 @@ func buildRuntimes(g *globals, dataDir string) (map[string]core.Runtime, error) 
 	if err != nil {
 		return nil, usageError{err}
 	}
-	return map[string]core.Runtime{core.RuntimeLocal: lr}, nil
+	version, _ := buildVersion()
+	cr, err := cloud.New(cloud.Config{
+		BaseURL:  envOr("FLAPJACK_CURSOR_API_URL", cloud.DefaultBaseURL),
+		Box:      box,
+		StateDir: filepath.Join(dataDir, "cloud"),
+		Sessions: sessions,
+		Version:  version,
+		Logger:   g.logger,
+	})
+	if err != nil {
+		return nil, usageError{fmt.Errorf("FLAPJACK_CURSOR_API_URL: %w", err)}
+	}
+	return map[string]core.Runtime{core.RuntimeLocal: lr, core.RuntimeCloud: cr}, nil
 }
 
 func keys[V any](m map[string]V) []string {

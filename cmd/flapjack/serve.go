@@ -108,7 +108,7 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 		Store:            cache,
 		Box:              a.box,
 		Runtimes:         a.runtimes,
-		DefaultRuntime:   envOr("FLAPJACK_RUNTIME", core.RuntimeLocal),
+		DefaultRuntime:   a.defaultRuntime,
 		DefaultCursorKey: os.Getenv("CURSOR_API_KEY"),
 		Kick:             holder.kick,
 		Logger:           logger,

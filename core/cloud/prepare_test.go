@@ -1,0 +1,283 @@
+package cloud
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/flapjack-dev/flapjack/core"
+)
+
+// spec builds the RunSpec the runner would give for one message.
+func (e *env) spec(sessionID, messageID string) core.RunSpec {
+	e.t.Helper()
+	ctx := context.Background()
+	ss, err := e.st.GetSession(ctx, sessionID)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	msgs, err := e.st.ListMessages(ctx, sessionID)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, m := range msgs {
+		if m.ID == messageID {
+			return core.RunSpec{Session: ss, Message: m, Prompt: ss.Preamble + "\n\n" + m.Prompt, CursorAPIKey: fakeKey}
+		}
+	}
+	e.t.Fatalf("no message %s", messageID)
+	return core.RunSpec{}
+}
+
+// setUpstream records the session's Cursor agent and latest run.
+func (e *env) setUpstream(sessionID, agentID, runID string) {
+	e.t.Helper()
+	ctx := context.Background()
+	ss, err := e.st.GetSession(ctx, sessionID)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ss.CursorAgentID, ss.LatestRunID = &agentID, &runID
+	if _, err := e.st.Apply(ctx, core.Change{Session: ss}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) journal() journal { return journal{dir: e.stateDir} }
+
+// TestPrepareReusesJournaledResult: a create call whose result was journaled
+// but never recorded by the runner is answered from the journal, without
+// calling Cursor.
+func TestPrepareReusesJournaledResult(t *testing.T) {
+	e := newEnv(t, "empty")
+	st := e.start("Go")
+	e.journal().save(journalEntry{SessionID: st.SessionID, MessageID: st.MessageID, StartedAt: time.Now(), AgentID: "bc-1", RunID: "run-1"})
+	got, err := e.runtime().Prepare(context.Background(), e.spec(st.SessionID, st.MessageID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(core.RunStart{CursorAgentID: "bc-1", RunID: "run-1"}, got); diff != "" {
+		t.Errorf("RunStart (-want +got):\n%s", diff)
+	}
+	if r := e.fake.allRequests(); len(r) != 0 {
+		t.Errorf("%d calls to Cursor, want none", len(r))
+	}
+}
+
+// TestRecoveryPicksTheOnlyPossibleAgent: recovery after a crash during the
+// create call ignores agents created too early, on another repository or with
+// other settings, and agents that belong to other sessions (recorded on a
+// session, or in another session's journal entry); the one left is adopted.
+func TestRecoveryPicksTheOnlyPossibleAgent(t *testing.T) {
+	e := newEnv(t, "empty")
+	other := e.start("Another session")
+	st := e.start("Go")
+	now := time.Now().UTC()
+	ownedBySession := e.fake.addAgent(now.Add(time.Second), testRepo, true, true)
+	e.setUpstream(other.SessionID, ownedBySession, "run-x")
+	ownedByJournal := e.fake.addAgent(now.Add(time.Second), testRepo, true, true)
+	e.journal().save(journalEntry{SessionID: "cs-third", MessageID: "msg-third", StartedAt: now, AgentID: ownedByJournal, RunID: "run-y"})
+	e.fake.addAgent(now.Add(-time.Hour), testRepo, true, true)                         // too old
+	e.fake.addAgent(now.Add(time.Second), "https://github.com/acme/other", true, true) // other repo
+	e.fake.addAgent(now.Add(time.Second), testRepo, false, true)                       // other PR setting
+	ours := e.fake.addAgent(now.Add(2*time.Second), "git@github.com:acme/app.git", true, true)
+	_, oursRun := e.fake.agentInfo(5)
+	e.journal().save(journalEntry{SessionID: st.SessionID, MessageID: st.MessageID, StartedAt: now})
+
+	got, err := e.runtime().Prepare(context.Background(), e.spec(st.SessionID, st.MessageID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(core.RunStart{CursorAgentID: ours, RunID: oursRun}, got); diff != "" {
+		t.Errorf("RunStart (-want +got):\n%s", diff)
+	}
+	if n := len(e.fake.requestsTo(routeCreate)); n != 0 {
+		t.Errorf("%d create calls, want 0", n)
+	}
+	if ent, _, _ := e.journal().load(st.SessionID, st.MessageID); ent.AgentID != ours || ent.RunID != oursRun {
+		t.Errorf("journal after recovery %+v", ent)
+	}
+}
+
+// TestRecoveryFindingNothingCreates: if the interrupted create call never
+// reached Cursor, the agent is created now, once.
+func TestRecoveryFindingNothingCreates(t *testing.T) {
+	e := newEnv(t, "empty")
+	st := e.start("Go")
+	e.journal().save(journalEntry{SessionID: st.SessionID, MessageID: st.MessageID, StartedAt: time.Now()})
+	got, err := e.runtime().Prepare(context.Background(), e.spec(st.SessionID, st.MessageID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, run := e.fake.agentInfo(0)
+	if got.CursorAgentID != id || got.RunID != run || e.fake.agentCount() != 1 {
+		t.Errorf("RunStart %+v, agents %d", got, e.fake.agentCount())
+	}
+	if n := len(e.fake.requestsTo(routeList)); n != 1 {
+		t.Errorf("%d list calls, want 1", n)
+	}
+}
+
+// TestCreate5xxChecksBeforeRetrying: a 5xx on create may come from a gateway
+// after the agent was made, so the runtime lists agents before creating again.
+func TestCreate5xxChecksBeforeRetrying(t *testing.T) {
+	e := newEnv(t, "create-5xx")
+	st := e.start("Go")
+	if _, err := e.runtime().Prepare(context.Background(), e.spec(st.SessionID, st.MessageID)); err != nil {
+		t.Fatal(err)
+	}
+	var calls []string
+	for _, r := range e.fake.allRequests() {
+		calls = append(calls, r.Pattern)
+	}
+	if diff := cmp.Diff([]string{routeCreate, routeList, routeCreate}, calls); diff != "" {
+		t.Errorf("calls (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]time.Duration{time.Second}, e.sleeper.waits()); diff != "" {
+		t.Errorf("waits (-want +got):\n%s", diff)
+	}
+	if n := e.fake.agentCount(); n != 1 {
+		t.Errorf("%d agents, want 1", n)
+	}
+}
+
+// TestCreateRefusedKeepsCursorsError: a 4xx on create is final: the error
+// carries Cursor's code and message, and the journal entry is dropped.
+func TestCreateRefusedKeepsCursorsError(t *testing.T) {
+	e := newEnv(t, "empty")
+	e.fake.queue(routeCreate, fakeResponse{Status: 400, Error: &errorData{Code: "invalid_model", Message: "Unknown model composer-2"}})
+	st := e.start("Go")
+	_, err := e.runtime().Prepare(context.Background(), e.spec(st.SessionID, st.MessageID))
+	if err == nil || !strings.Contains(err.Error(), "400 invalid_model: Unknown model composer-2") {
+		t.Errorf("Prepare = %v, want Cursor's code and message", err)
+	}
+	if n := len(e.fake.allRequests()); n != 1 {
+		t.Errorf("%d calls, want 1", n)
+	}
+	if _, ok, _ := e.journal().load(st.SessionID, st.MessageID); ok {
+		t.Error("journal entry left for a create that certainly did nothing")
+	}
+	if err != nil && strings.Contains(err.Error(), fakeKey) {
+		t.Error("the error holds the key")
+	}
+}
+
+// followUpEnv is a session whose first run r1 finished on agent a, with a
+// queued follow-up message.
+func followUpEnv(t *testing.T) (e *env, sessionID, messageID, agent, r1 string) {
+	e = newEnv(t, "empty")
+	st := e.start("Go")
+	agent = e.fake.addAgent(time.Now().Add(-time.Hour), testRepo, true, true)
+	_, r1 = e.fake.agentInfo(0)
+	e.fake.setRunStatus(r1, RunFinished)
+	e.setUpstream(st.SessionID, agent, r1)
+	res, err := e.svc.SendMessage(context.Background(), e.actor, st.SessionID, "Again")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, st.SessionID, res.MessageID, agent, r1
+}
+
+// TestFollowUpRecoveredAfterCrash: a follow-up run created just before a
+// crash is found (the agent's latest run is new) instead of sent twice.
+func TestFollowUpRecoveredAfterCrash(t *testing.T) {
+	e, sid, mid, agent, _ := followUpEnv(t)
+	now := time.Now().UTC()
+	e.journal().save(journalEntry{SessionID: sid, MessageID: mid, AgentID: agent, StartedAt: now})
+	r2 := e.fake.addRun(agent, now.Add(time.Second), RunRunning)
+	got, err := e.runtime().Prepare(context.Background(), e.spec(sid, mid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(core.RunStart{CursorAgentID: agent, RunID: r2}, got); diff != "" {
+		t.Errorf("RunStart (-want +got):\n%s", diff)
+	}
+	if n := len(e.fake.requestsTo(routeRuns)); n != 0 {
+		t.Errorf("%d follow-up calls, want 0", n)
+	}
+}
+
+// TestFollowUpUnknownOutcomeIsChecked: after a 502 on the follow-up call, the
+// agent's latest run is checked (still the previous one) before sending again.
+func TestFollowUpUnknownOutcomeIsChecked(t *testing.T) {
+	e, sid, mid, agent, r1 := followUpEnv(t)
+	e.fake.queue(routeRuns, fakeResponse{Status: 502})
+	got, err := e.runtime().Prepare(context.Background(), e.spec(sid, mid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls []string
+	for _, r := range e.fake.allRequests() {
+		calls = append(calls, r.Pattern)
+	}
+	if diff := cmp.Diff([]string{routeRuns, routeAgent, routeRuns}, calls); diff != "" {
+		t.Errorf("calls (-want +got):\n%s", diff)
+	}
+	if _, latest := e.fake.agentInfo(0); got.RunID != latest || got.RunID == r1 || got.CursorAgentID != agent {
+		t.Errorf("RunStart %+v, latest run %s", got, latest)
+	}
+}
+
+// TestFollowUpOnArchivedAgent: Cursor's agent_archived is final and says what to do.
+func TestFollowUpOnArchivedAgent(t *testing.T) {
+	e, sid, mid, agent, _ := followUpEnv(t)
+	e.fake.archiveAgent(agent)
+	_, err := e.runtime().Prepare(context.Background(), e.spec(sid, mid))
+	if err == nil || !strings.Contains(err.Error(), "archived in Cursor") {
+		t.Errorf("Prepare = %v, want the agent_archived explanation", err)
+	}
+}
+
+// TestCreateRequestMapsSettings: "auto" omits the model; model params become
+// sorted {id, value} pairs; the PR and branch flags are always sent.
+func TestCreateRequestMapsSettings(t *testing.T) {
+	tests := []struct {
+		name string
+		s    core.Session
+		want string
+	}{{
+		name: "auto",
+		s:    core.Session{ModelID: "auto", ModelParams: map[string]any{"thinking": "high"}, RepoURL: testRepo, StartingRef: "main", WorkOnCurrentBranch: true},
+		want: `{"prompt":{"text":"p"},"repos":[{"url":"https://github.com/acme/app","startingRef":"main"}],"autoCreatePR":false,"skipReviewerRequest":false,"workOnCurrentBranch":true}`,
+	}, {
+		name: "model without params",
+		s:    core.Session{ModelID: "composer-2", RepoURL: testRepo, StartingRef: "dev", AutoCreatePR: true},
+		want: `{"prompt":{"text":"p"},"model":{"id":"composer-2"},"repos":[{"url":"https://github.com/acme/app","startingRef":"dev"}],"autoCreatePR":true,"skipReviewerRequest":false,"workOnCurrentBranch":false}`,
+	}, {
+		name: "model with params",
+		s:    core.Session{ModelID: "composer-2", ModelParams: map[string]any{"z": true, "a": 1}, RepoURL: testRepo, StartingRef: "main"},
+		want: `{"prompt":{"text":"p"},"model":{"id":"composer-2","params":[{"id":"a","value":1},{"id":"z","value":true}]},"repos":[{"url":"https://github.com/acme/app","startingRef":"main"}],"autoCreatePR":false,"skipReviewerRequest":false,"workOnCurrentBranch":false}`,
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, _ := json.Marshal(createRequest(core.RunSpec{Session: tt.s, Prompt: "p"}))
+			if diff := cmp.Diff(tt.want, string(b)); diff != "" {
+				t.Errorf("request (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestBusyFollowUpStopsWhenCancelled: a follow-up waiting out agent_busy is
+// not sent once its session was cancelled meanwhile.
+func TestBusyFollowUpStopsWhenCancelled(t *testing.T) {
+	e, sid, mid, _, _ := followUpEnv(t)
+	e.fake.queue(routeRuns, fakeResponse{Status: 409, Error: &errorData{Code: "agent_busy", Message: "busy"}})
+	e.tweak = func(c *Config) {
+		c.Sleep = func(ctx context.Context, d time.Duration) error {
+			_, err := e.svc.Cancel(ctx, e.actor, sid)
+			return err
+		}
+	}
+	_, err := e.runtime().Prepare(context.Background(), e.spec(sid, mid))
+	if err == nil || !strings.Contains(err.Error(), "cancelled") {
+		t.Errorf("Prepare = %v, want it to stop because of the cancel", err)
+	}
+	if n := len(e.fake.requestsTo(routeRuns)); n != 1 {
+		t.Errorf("%d follow-up calls, want 1 (the busy one)", n)
+	}
+}
