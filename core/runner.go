@@ -19,9 +19,17 @@ type RunnerConfig struct {
 	Logger   *slog.Logger
 	// PollInterval is how often the database is checked for new work (default 100ms).
 	PollInterval time.Duration
-	// IdleTimeout makes Run return after this long without active sessions; 0 runs
-	// until the context ends.
+	// IdleTimeout makes Run return after this long without active sessions or
+	// pending webhook deliveries; 0 runs until the context ends.
 	IdleTimeout time.Duration
+	// Limits bound the runs of each runtime, by runtime name (concurrency,
+	// stall and time limits); a runtime without an entry has none.
+	Limits map[string]RunLimits
+	// WorkspaceTTL expires sessions that ended this long ago on a runtime that
+	// keeps workspaces (WorkspaceHolder), removing them; 0 keeps them forever.
+	WorkspaceTTL time.Duration
+	// SweepInterval is how often expiry is checked (default DefaultSweepInterval).
+	SweepInterval time.Duration
 }
 
 // Runner drives active sessions: it moves them through the state machine, runs
@@ -32,6 +40,8 @@ type Runner struct {
 	mu      sync.Mutex
 	driving map[string]bool
 	wg      sync.WaitGroup
+	// gates hold the run slots of runtimes with Limits.MaxConcurrent.
+	gates map[string]*runGate
 }
 
 // NewRunner returns a Runner.
@@ -45,7 +55,13 @@ func NewRunner(cfg RunnerConfig) *Runner {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 100 * time.Millisecond
 	}
-	return &Runner{cfg: cfg, driving: map[string]bool{}}
+	r := &Runner{cfg: cfg, driving: map[string]bool{}, gates: map[string]*runGate{}}
+	for name, l := range cfg.Limits {
+		if l.MaxConcurrent > 0 {
+			r.gates[name] = newRunGate(l.MaxConcurrent)
+		}
+	}
+	return r
 }
 
 // rescanEvery re-reads the work list even when data_version has not moved, as a
@@ -65,6 +81,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	defer tick.Stop()
 	lastVersion := int64(-1)
 	var lastScan time.Time
+	var sw sweeper
 	idleSince := time.Now()
 	for {
 		v, err := r.cfg.Store.DataVersion(ctx)
@@ -77,11 +94,17 @@ func (r *Runner) Run(ctx context.Context) error {
 				r.cfg.Logger.Error("runner: scanning for work", "err", err)
 			}
 		}
+		r.maybeSweep(driveCtx, &sw)
 		if r.busy() {
 			idleSince = time.Now()
 		} else if r.cfg.IdleTimeout > 0 && time.Since(idleSince) >= r.cfg.IdleTimeout {
-			r.cfg.Logger.Info("runner: idle, exiting", "idle", r.cfg.IdleTimeout)
-			return nil
+			// Webhooks still to send keep the runner (and its delivery loop) alive.
+			if pending, err := r.cfg.Store.HasPendingDeliveries(ctx); err == nil && pending {
+				idleSince = time.Now()
+			} else {
+				r.cfg.Logger.Info("runner: idle, exiting", "idle", r.cfg.IdleTimeout)
+				return nil
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -92,11 +115,15 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 }
 
-// HasWork reports whether any session needs a runner; a process that gives up
-// the runner lock checks this afterwards, so work committed meanwhile is not lost.
+// HasWork reports whether any session or webhook delivery needs a runner; a
+// process that gives up the runner lock checks this afterwards, so work
+// committed meanwhile is not lost.
 func HasWork(ctx context.Context, st Store) (bool, error) {
 	list, err := st.ListSessions(ctx, activeFilter())
-	return len(list) > 0, err
+	if err != nil || len(list) > 0 {
+		return len(list) > 0, err
+	}
+	return st.HasPendingDeliveries(ctx)
 }
 
 func activeFilter() SessionFilter {
@@ -123,6 +150,10 @@ func (r *Runner) scan(ctx, driveCtx context.Context) error {
 			continue
 		}
 		r.driving[s.ID] = true
+		if g := r.gates[s.Runtime]; g != nil && (s.Status == StatusPending || s.Status == StatusCreating) {
+			// Queued here, oldest first, so the turn is the start order.
+			g.enqueue(s.ID)
+		}
 		r.wg.Add(1)
 		go func(id string) {
 			defer r.wg.Done()
@@ -142,6 +173,8 @@ func (r *Runner) scan(ctx, driveCtx context.Context) error {
 // is seen at the next step.
 func (r *Runner) drive(ctx context.Context, id string) {
 	log := r.cfg.Logger.With("session", id)
+	hold := &slotHold{id: id}
+	defer hold.done()
 	for ctx.Err() == nil {
 		ss, err := r.cfg.Store.GetSession(ctx, id)
 		if err != nil {
@@ -158,10 +191,15 @@ func (r *Runner) drive(ctx context.Context, id string) {
 		if ss.Archived {
 			return
 		}
+		hold.gate = r.gates[ss.Runtime]
 		running, next := openMessages(msgs)
 		now := r.cfg.Clock.Now()
 		switch {
 		case ss.Status == StatusPending:
+			// A session waits for a run slot in pending.
+			if !r.waitForSlot(ctx, log, hold, ss) {
+				continue
+			}
 			ss.Status = StatusCreating
 			r.apply(ctx, log, Change{Session: ss, Events: []EventInput{statusEvent(now, StatusPending, StatusCreating, "preparing the run")}})
 
@@ -179,6 +217,9 @@ func (r *Runner) drive(ctx context.Context, id string) {
 				r.failMessage(ctx, log, ss, *m, fmt.Sprintf("this runner has no %q runtime", ss.Runtime))
 				continue
 			}
+			if !r.waitForSlot(ctx, log, hold, ss) {
+				continue
+			}
 			r.prepareAndRun(ctx, log, rt, ss, *m, msgs)
 
 		case ss.Status == StatusRunning:
@@ -194,7 +235,9 @@ func (r *Runner) drive(ctx context.Context, id string) {
 				}
 				r.execute(ctx, log, rt, spec)
 			case next != nil:
-				r.prepareAndRun(ctx, log, rt, ss, *next, msgs)
+				if r.waitForSlot(ctx, log, hold, ss) {
+					r.prepareAndRun(ctx, log, rt, ss, *next, msgs)
+				}
 			default:
 				r.endSession(ctx, log, ss, lastOutcome(msgs), "")
 			}
@@ -358,16 +401,26 @@ const watchInterval = 250 * time.Millisecond
 func (r *Runner) execute(ctx context.Context, log *slog.Logger, rt Runtime, spec RunSpec) {
 	w := NewEventWriter(r.cfg.Store, spec.Session.ID, spec.CursorAPIKey)
 	sink := &runSink{writer: w, store: r.cfg.Store, sessionID: spec.Session.ID}
-	runCtx, cancel := context.WithCancel(ctx)
+	// The run's context ends at the runtime's time limit; a stall watch logs
+	// quiet spells.
+	lv := r.watchRun(ctx, spec, sink, w)
+	runCtx, cancel := lv.ctx, lv.stop
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
 		r.watch(runCtx, cancel, spec.Session.ID)
 	}()
 	started := time.Now()
-	out, err := rt.Execute(runCtx, spec, sink)
-	cancel()
+	out, err := rt.Execute(runCtx, spec, lv.sink)
+	timedOut := lv.end()
 	<-watchDone
+	if timedOut {
+		// Keep what the runtime reported (a pushed branch, a PR) but say why it ended.
+		if err != nil {
+			out, err = RunOutcome{}, nil
+		}
+		out.Status, out.Error = MessageError, lv.timeoutError()
+	}
 	if werr := w.Close(); werr != nil {
 		log.Error("runner: writing events", "err", werr)
 	}

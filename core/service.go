@@ -39,6 +39,10 @@ type ServiceConfig struct {
 	// Kick is called after work was queued so that a runner picks it up.
 	Kick   func()
 	Logger *slog.Logger
+	// Webhooks decides whether a webhook URL may be set (core/webhook's
+	// address policy). Nil checks only the URL's shape (ValidateWebhookURL):
+	// every binary wires the policy; nil is for tests that never deliver.
+	Webhooks WebhookChecker
 }
 
 // Service implements every operation of the Code Agents API. Adapters call it and
@@ -455,7 +459,7 @@ func (s *Service) StartSession(ctx context.Context, a Actor, in StartSessionInpu
 	}
 	var webhook *string
 	if in.WebhookURL != nil && *in.WebhookURL != "" {
-		if err := ValidateWebhookURL(*in.WebhookURL); err != nil {
+		if err := s.checkWebhookURL(ctx, *in.WebhookURL); err != nil {
 			return StartResult{}, err
 		}
 		webhook = in.WebhookURL
@@ -545,7 +549,7 @@ func (s *Service) UpdateSession(ctx context.Context, a Actor, id string, webhook
 		webhookURL = nil
 	}
 	if webhookURL != nil {
-		if err := ValidateWebhookURL(*webhookURL); err != nil {
+		if err := s.checkWebhookURL(ctx, *webhookURL); err != nil {
 			return Session{}, err
 		}
 	}
@@ -562,6 +566,35 @@ func (s *Service) UpdateSession(ctx context.Context, a Actor, id string, webhook
 		return Session{}, err
 	}
 	return out, nil
+}
+
+// checkWebhookURL applies the webhook address policy when a URL is set: a
+// refused URL is a VALIDATION_ERROR naming webhookUrl, and nothing is stored.
+func (s *Service) checkWebhookURL(ctx context.Context, raw string) error {
+	if s.cfg.Webhooks == nil {
+		return ValidateWebhookURL(raw)
+	}
+	err := s.cfg.Webhooks.CheckWebhookURL(ctx, raw)
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return invalid("webhookUrl", "%v", err)
+}
+
+// kickForWebhook makes sure a runner will send the webhook of a status change
+// made outside the runner (cancel, archive): without active sessions none may
+// be running.
+func (s *Service) kickForWebhook(ss Session) {
+	if ss.WebhookURL != nil {
+		s.cfg.Kick()
+	}
 }
 
 // SendMessage queues a follow-up. On an active session it waits its turn; on a
@@ -698,6 +731,7 @@ func (s *Service) Cancel(ctx context.Context, a Actor, id string) (CancelResult,
 		}
 		return CancelResult{}, s.internal(ctx, "cancel", err)
 	}
+	s.kickForWebhook(ss)
 	return CancelResult{OK: true, Status: StatusCancelled}, nil
 }
 
@@ -740,6 +774,9 @@ func (s *Service) Archive(ctx context.Context, a Actor, id string) (ArchiveResul
 	})
 	if err != nil && !errors.Is(err, errNoChange) {
 		return ArchiveResult{}, err
+	}
+	if err == nil {
+		s.kickForWebhook(ss)
 	}
 	return ArchiveResult{OK: true, Archived: true}, nil
 }

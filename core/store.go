@@ -50,6 +50,9 @@ type Store interface {
 	// DataVersion changes whenever another connection commits; the runner polls it
 	// to notice new work cheaply.
 	DataVersion(ctx context.Context) (int64, error)
+	// HasPendingDeliveries reports whether any status webhook still waits to be
+	// sent, so a runner neither idles out nor stays away while one does.
+	HasPendingDeliveries(ctx context.Context) (bool, error)
 }
 
 // SessionFilter selects sessions. Zero fields do not filter.
@@ -88,6 +91,11 @@ type EventInput struct {
 // the event counters) only if the stored Version still equals Session.Version,
 // then bumps Version; otherwise it returns ErrConflict and writes nothing.
 // In the same transaction it upserts Messages and appends Events.
+//
+// Webhook outbox, also in that transaction (and in CreateSession's): every
+// status event gets a Delivery when the session has a webhook URL (body from
+// StatusWebhookPayload), and a webhook URL that changes or is cleared cancels
+// the deliveries still pending to the old one.
 type Change struct {
 	Session  Session
 	Messages []Message

@@ -68,6 +68,8 @@ const (
 	EventError       EventType = "error"
 	EventPR          EventType = "pr"
 	EventWebhook     EventType = "webhook"
+	// EventStalled marks a run that logged nothing for its stall timeout.
+	EventStalled EventType = "stalled"
 )
 
 // Runtime names.

@@ -143,7 +143,8 @@ func ValidateRef(field, ref string) error {
 }
 
 // ValidateWebhookURL checks the shape of a webhook URL: absolute https with a host
-// and no user info. Address checks happen at delivery.
+// and no user info. Addresses are checked by ServiceConfig.Webhooks when the URL
+// is set and by the delivery's dialer at every connection (core/webhook).
 func ValidateWebhookURL(raw string) error {
 	const field = "webhookUrl"
 	if len(raw) > MaxURLChars {

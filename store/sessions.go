@@ -43,8 +43,10 @@ func (s *Store) CreateSession(ctx context.Context, sess core.Session, first core
 		if err := upsertMessages(ctx, tx, sess.ID, []core.Message{first}); err != nil {
 			return err
 		}
-		out, err = appendEvents(ctx, tx, sess.ID, events)
-		return err
+		if out, err = appendEvents(ctx, tx, sess.ID, events); err != nil {
+			return err
+		}
+		return insertDeliveries(ctx, tx, sess, out)
 	})
 	if err != nil {
 		return nil, wrap("create session", err)
@@ -122,9 +124,10 @@ func (s *Store) ListMessages(ctx context.Context, sessionID string) ([]core.Mess
 }
 
 // Apply writes c in one transaction: the session's mutable columns under a
-// compare-and-set on Version, the messages, the events. With c.Scrub it then
-// checkpoints the WAL so wiped bytes leave the disk; if that checkpoint cannot
-// finish, the change stays committed and the events are returned with an error.
+// compare-and-set on Version, the messages, the events, and the webhook
+// outbox (see core.Change). With c.Scrub it then checkpoints the WAL so wiped
+// bytes leave the disk; if that checkpoint cannot finish, the change stays
+// committed and the events are returned with an error.
 func (s *Store) Apply(ctx context.Context, c core.Change) ([]core.Event, error) {
 	sess := c.Session
 	var out []core.Event
@@ -151,11 +154,16 @@ func (s *Store) Apply(ctx context.Context, c core.Change) ([]core.Event, error) 
 			}
 			return core.ErrNotFound
 		}
+		if err := cancelStaleDeliveries(ctx, tx, sess.ID, sess.WebhookURL); err != nil {
+			return err
+		}
 		if err := upsertMessages(ctx, tx, sess.ID, c.Messages); err != nil {
 			return err
 		}
-		out, err = appendEvents(ctx, tx, sess.ID, c.Events)
-		return err
+		if out, err = appendEvents(ctx, tx, sess.ID, c.Events); err != nil {
+			return err
+		}
+		return insertDeliveries(ctx, tx, sess, out)
 	})
 	if err != nil {
 		return nil, wrap("apply to session "+sess.ID, err)

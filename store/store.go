@@ -318,14 +318,13 @@ func (s *Store) OrgExists(ctx context.Context, orgID string) (bool, error) {
 	return ok, wrap("org exists", err)
 }
 
-// HasCiphertext reports whether any row holds a sealed secret.
-//
-// Today only sessions.cursor_key_ciphertext does; when webhook signing secrets
-// are stored (issue 6), their column must be checked here too.
+// HasCiphertext reports whether any row holds a sealed secret: a session's
+// Cursor key or a webhook signing secret.
 func (s *Store) HasCiphertext(ctx context.Context) (bool, error) {
 	var ok bool
 	err := s.db.QueryRowContext(ctx,
-		`SELECT EXISTS (SELECT 1 FROM sessions WHERE cursor_key_ciphertext IS NOT NULL)`).Scan(&ok)
+		`SELECT EXISTS (SELECT 1 FROM sessions WHERE cursor_key_ciphertext IS NOT NULL)
+			OR EXISTS (SELECT 1 FROM webhook_secrets)`).Scan(&ok)
 	return ok, wrap("has ciphertext", err)
 }
 

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/flapjack-dev/flapjack/core"
 	"github.com/flapjack-dev/flapjack/core/cloud"
@@ -81,6 +80,7 @@ func (a *app) init(ctx context.Context, g *globals, kick func()) error {
 		DefaultCursorKey: os.Getenv("CURSOR_API_KEY"),
 		Kick:             kick,
 		Logger:           g.logger,
+		Webhooks:         loudWebhookPolicy(g),
 	})
 	return nil
 }
@@ -91,26 +91,19 @@ func (a *app) Close() error { return a.store.Close() }
 // runtime needs the box (Cancel and Archive open a session's key outside the
 // runner) and reads sessions during crash recovery.
 func buildRuntimes(g *globals, dataDir string, box *core.Box, sessions cloud.SessionReader) (map[string]core.Runtime, error) {
-	var command []string
-	if raw := os.Getenv("FLAPJACK_LOCAL_AGENT_COMMAND"); raw != "" {
-		var err error
-		if command, err = local.ParseCommand(raw); err != nil {
-			return nil, usageError{fmt.Errorf("FLAPJACK_LOCAL_AGENT_COMMAND: %w", err)}
-		}
-	}
-	grace := 5 * time.Second
-	if raw := os.Getenv("FLAPJACK_KILL_GRACE"); raw != "" {
-		d, err := time.ParseDuration(raw)
-		if err != nil || d < 0 {
-			return nil, usageError{fmt.Errorf("FLAPJACK_KILL_GRACE=%q: want a duration such as 5s", raw)}
-		}
-		grace = d
+	ls, err := readLocalSettings()
+	if err != nil {
+		return nil, usageError{err}
 	}
 	lr, err := local.New(local.Config{
 		WorkspaceRoot: filepath.Join(dataDir, "workspaces"),
-		Agent:         envOr("FLAPJACK_LOCAL_AGENT", "exec"),
-		Command:       command,
-		KillGrace:     grace,
+		RepoRoot:      filepath.Join(dataDir, "repos"),
+		Agent:         ls.agent,
+		Bin:           ls.bin,
+		Command:       ls.command,
+		KillGrace:     ls.killGrace,
+		GitHubToken:   ls.githubToken,
+		GitHubAPIURL:  ls.githubAPI,
 		Logger:        g.logger,
 	})
 	if err != nil {

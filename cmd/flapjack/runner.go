@@ -129,6 +129,7 @@ detached when they need it; run it yourself to watch its log.`,
 		def = 0
 	}
 	cmd.Flags().DurationVar(&idle, "idle-timeout", def, "exit after this long with no active session; 0 runs until stopped (env FLAPJACK_RUNNER_IDLE_TIMEOUT)")
+	cmd.AddCommand(newRunnerStatusCmd(g))
 	return cmd
 }
 
@@ -155,14 +156,16 @@ func runRunner(ctx context.Context, g *globals, idle time.Duration) error {
 	defer a.Close()
 	for {
 		g.logger.Info("runner started", "pid", os.Getpid(), "dir", g.dataDir)
-		r := core.NewRunner(core.RunnerConfig{
+		r := core.NewRunner(withLocalLimits(core.RunnerConfig{
 			Store:       a.store,
 			Box:         a.box,
 			Runtimes:    a.runtimes,
 			Logger:      g.logger,
 			IdleTimeout: idle,
-		})
+		}))
+		stopHooks := startDeliveries(a, g.logger)
 		err := r.Run(ctx)
+		stopHooks()
 		lock.unlock()
 		if err != nil || ctx.Err() != nil {
 			return err

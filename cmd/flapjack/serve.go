@@ -112,6 +112,7 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 		DefaultCursorKey: os.Getenv("CURSOR_API_KEY"),
 		Kick:             holder.kick,
 		Logger:           logger,
+		Webhooks:         webhookPolicy(),
 	})
 
 	ln, err := net.Listen("tcp", c.addr)
@@ -230,8 +231,10 @@ func (h *runnerHolder) run(ctx context.Context, a *app) {
 		if ok {
 			h.held.Store(true)
 			h.log.Info("runner started in this process", "pid", os.Getpid())
-			r := core.NewRunner(core.RunnerConfig{Store: a.store, Box: a.box, Runtimes: a.runtimes, Logger: h.log})
+			r := core.NewRunner(withLocalLimits(core.RunnerConfig{Store: a.store, Box: a.box, Runtimes: a.runtimes, Logger: h.log}))
+			stopHooks := startDeliveries(a, h.log)
 			r.Run(ctx)
+			stopHooks()
 			lock.unlock()
 			h.held.Store(false)
 			return

@@ -227,11 +227,15 @@ func TestServeReplaysTheSpecExamples(t *testing.T) {
 	if !tokenRE.MatchString(token) {
 		t.Fatalf("token create printed %q", token)
 	}
-	s := startServe(t, dataDir, []string{"FLAPJACK_LOCAL_AGENT_COMMAND=" + writeAgent(t, streamAgent)})
+	// Webhooks go to a loopback receiver: the server checks a URL's
+	// addresses when it is set, and the session's later status changes are
+	// really sent.
+	hook := newHookReceiver(t, 0)
+	s := startServe(t, dataDir, []string{"FLAPJACK_LOCAL_AGENT_COMMAND=" + writeAgent(t, streamAgent), "FLAPJACK_WEBHOOK_ALLOW_PRIVATE=1"})
 	if strings.Contains(s.stderr.String(), "created the first API token") {
 		t.Error("serve minted a first token although one existed")
 	}
-	vars := map[string]string{"repo": makeRepo(t)}
+	vars := map[string]string{"repo": makeRepo(t), "webhook_url": hook.srv.URL + "/flapjack"}
 	subst := func(s string) string {
 		for k, v := range vars {
 			s = strings.ReplaceAll(s, "{{"+k+"}}", v)

@@ -52,7 +52,7 @@ func TestParseCommand(t *testing.T) {
 func TestNew(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
-	if _, err := New(Config{WorkspaceRoot: root, Agent: "claude", Command: []string{"x"}}); err == nil || !strings.Contains(err.Error(), "available: exec") {
+	if _, err := New(Config{WorkspaceRoot: root, Agent: "aider", Command: []string{"x"}}); err == nil || !strings.Contains(err.Error(), "available: cursor-agent, claude, codex, exec") {
 		t.Errorf("unknown agent: error = %v, want one listing the available agents", err)
 	}
 	if _, err := New(Config{WorkspaceRoot: root, Agent: AgentExec, Command: []string{""}}); err == nil {

@@ -37,8 +37,9 @@ const (
 )
 
 // Execute runs the agent for one message in the session's workspace, maps its
-// output to events, and commits whatever it changed, also when it failed or
-// was cancelled, so work is never stranded.
+// output to events, commits whatever it changed (also when it failed or was
+// cancelled, so work is never stranded), then pushes the session branch and
+// opens or updates its pull request.
 func (r *Runtime) Execute(ctx context.Context, spec core.RunSpec, sink core.RunSink) (core.RunOutcome, error) {
 	ws, err := r.workspace(spec.Session.ID)
 	if err != nil {
@@ -48,22 +49,40 @@ func (r *Runtime) Execute(ctx context.Context, spec core.RunSpec, sink core.RunS
 	if err != nil {
 		return core.RunOutcome{}, fmt.Errorf("workspace of session %s: %w", spec.Session.ID, err)
 	}
-	em := &emitter{sink: sink, clock: r.clock, messageID: spec.Message.ID, runID: spec.RunID, secret: spec.CursorAPIKey}
+	em := &emitter{sink: sink, clock: r.clock, messageID: spec.Message.ID, runID: spec.RunID,
+		secrets: []string{spec.CursorAPIKey, r.github.token}}
+	var rs *runState
+	if exists {
+		if rs, err = openState(ws); err != nil {
+			return core.RunOutcome{}, fmt.Errorf("workspace of session %s: %w", spec.Session.ID, err)
+		}
+	}
 	if spec.Adopted {
 		r.stopAdopted(ctx, spec, ws)
+		out := core.RunOutcome{Status: core.MessageError, Error: AdoptedError}
 		if exists {
-			// Keep what the dead agent wrote.
+			// Keep, and publish, what the dead agent wrote.
 			if before, err := r.head(ctx, ws); err == nil {
 				_ = r.commitRun(ctx, spec, ws, before, em)
+				r.publish(ctx, spec, ws, rs, em, &out)
 			}
 		}
-		return core.RunOutcome{Status: core.MessageError, Error: AdoptedError}, nil
+		return out, nil
 	}
 	if !exists {
 		return core.RunOutcome{}, fmt.Errorf("workspace of session %s is missing", spec.Session.ID)
 	}
-	if len(r.command) == 0 {
-		return core.RunOutcome{Status: core.MessageError, Error: errNoCommand}, nil
+	name, err := r.agentName(spec.Session)
+	if err != nil {
+		return core.RunOutcome{Status: core.MessageError, Error: err.Error()}, nil
+	}
+	agent, err := r.resolveAgent(name)
+	if err != nil {
+		return core.RunOutcome{Status: core.MessageError, Error: err.Error()}, nil
+	}
+	argv, stdin, err := agent.command(spec, rs.get())
+	if err != nil {
+		return core.RunOutcome{Status: core.MessageError, Error: err.Error()}, nil
 	}
 	if ctx.Err() != nil {
 		return core.RunOutcome{Status: core.MessageError, Error: "cancelled"}, nil
@@ -72,16 +91,25 @@ func (r *Runtime) Execute(ctx context.Context, spec core.RunSpec, sink core.RunS
 	if err != nil {
 		return core.RunOutcome{}, fmt.Errorf("workspace of session %s: %w", spec.Session.ID, err)
 	}
-	res, err := r.runAgent(ctx, spec, ws, em, sink)
+	em.mapper = agent.mapper(ws)
+	em.onSession = func(id string) {
+		// Recorded at once, so a follow-up resumes the conversation even if
+		// this runner dies before the run ends.
+		if err := rs.update(func(st *sessionState) { st.Agent, st.CLISession = agent.name, id }); err != nil {
+			r.log.WarnContext(ctx, "recording the agent's conversation id failed", "session", spec.Session.ID, "err", err)
+		}
+	}
+	res, err := r.runAgent(ctx, spec, ws, argv, agentEnv(spec, ws, agent.adapter), stdin, em, sink)
 	commitErr := r.commitRun(ctx, spec, ws, before, em)
 	if err != nil {
 		return core.RunOutcome{}, err
 	}
-	out := em.outcome(res)
+	out := em.outcome(res, agent.judge)
 	if commitErr != nil && out.Status == core.MessageFinished {
 		out.Status = core.MessageError
 		out.Error = "the agent finished but its changes could not be committed: " + commitErr.Error()
 	}
+	r.publish(ctx, spec, ws, rs, em, &out)
 	return out, nil
 }
 
@@ -114,7 +142,7 @@ type agentResult struct {
 // the prompt, reads its output until it exits and the pipes are drained, and
 // stops the whole group when ctx ends. An error means the run could not be
 // tracked (its handle not recorded); the agent is stopped then.
-func (r *Runtime) runAgent(ctx context.Context, spec core.RunSpec, ws string, em *emitter, sink core.RunSink) (agentResult, error) {
+func (r *Runtime) runAgent(ctx context.Context, spec core.RunSpec, ws string, argv, env []string, stdin string, em *emitter, sink core.RunSink) (agentResult, error) {
 	var files []*os.File
 	closeAll := func() {
 		for _, f := range files {
@@ -137,9 +165,9 @@ func (r *Runtime) runAgent(ctx context.Context, spec core.RunSpec, ws string, em
 	}
 	defer closeAll()
 
-	cmd := exec.Command(r.command[0], r.command[1:]...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = ws
-	cmd.Env = agentEnv(spec, ws)
+	cmd.Env = env
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdinR, outW, errW
 	// A new session is also a new process group (pgid = pid) that Cancel can
 	// signal as a whole, and it has no controlling terminal, so an agent that
@@ -160,7 +188,8 @@ func (r *Runtime) runAgent(ctx context.Context, spec core.RunSpec, ws string, em
 	go func() { defer wg.Done(); _ = readLines(errR, em.stderrLine) }()
 	go func() {
 		defer wg.Done()
-		_, _ = io.WriteString(stdinW, spec.Prompt) // fails harmlessly if the agent never reads
+		// Closed after the prompt (or at once): the agent never waits for input.
+		_, _ = io.WriteString(stdinW, stdin) // fails harmlessly if the agent never reads
 		_ = stdinW.Close()
 	}()
 
@@ -221,8 +250,12 @@ func (r *Runtime) runAgent(ctx context.Context, spec core.RunSpec, ws string, em
 
 // agentEnv is the runner's environment without any key or flapjack setting
 // of its own (the master key must never reach an agent, and a session without
-// a key must not borrow the runner's), plus the run's variables.
-func agentEnv(spec core.RunSpec, ws string) []string {
+// a key must not borrow the runner's), plus the run's variables. Only agents
+// that use it get the session's Cursor key; claude and codex keep the
+// credentials they find in the environment (ANTHROPIC_API_KEY,
+// OPENAI_API_KEY, their own login). FLAPJACK_SESSION_ID marks every process
+// of the run, so a later runner can tell them apart from others.
+func agentEnv(spec core.RunSpec, ws string, ad adapter) []string {
 	env := baseEnv()
 	out := env[:0]
 	for _, kv := range env {
@@ -232,21 +265,24 @@ func agentEnv(spec core.RunSpec, ws string) []string {
 		}
 		out = append(out, kv)
 	}
-	if spec.CursorAPIKey != "" {
+	if spec.CursorAPIKey != "" && ad.cursorKey {
 		out = append(out, "CURSOR_API_KEY="+envValue(spec.CursorAPIKey))
 	}
-	prompt := envValue(spec.Prompt)
-	if len(prompt) > maxEnvPrompt {
-		prompt = truncateRunes(prompt, maxEnvPrompt)
-	}
-	return append(out,
+	out = append(out,
 		"PWD="+ws,
 		"GIT_TERMINAL_PROMPT=0",
 		sessionEnv+"="+spec.Session.ID,
 		"FLAPJACK_MESSAGE_ID="+envValue(spec.Message.ID),
 		"FLAPJACK_MODEL="+envValue(spec.Session.ModelID),
-		"FLAPJACK_PROMPT="+prompt,
 	)
+	if ad.promptEnv {
+		prompt := envValue(spec.Prompt)
+		if len(prompt) > maxEnvPrompt {
+			prompt = truncateRunes(prompt, maxEnvPrompt)
+		}
+		out = append(out, "FLAPJACK_PROMPT="+prompt)
+	}
+	return out
 }
 
 // envValue drops NUL bytes, which an environment string cannot hold.
@@ -270,12 +306,21 @@ func (r *Runtime) commitRun(ctx context.Context, spec core.RunSpec, ws, before s
 	if err != nil {
 		return err
 	}
-	em.emit(core.EventFileEdit, fileEdit{Commit: after, Branch: r.currentBranch(ctx, ws), Files: files})
+	branch := r.currentBranch(ctx, ws)
+	if st, err := openState(ws); err == nil && st.get().PushBranch != "" {
+		branch = st.get().PushBranch // where the work goes (the starting branch with workOnCurrentBranch)
+	}
+	em.mu.Lock()
+	em.committed = append(em.committed, files...)
+	em.mu.Unlock()
+	em.emit(core.EventFileEdit, fileEdit{Commit: after, Branch: branch, Files: files})
 	return nil
 }
 
-// outcome turns how the agent ended into the run's outcome.
-func (e *emitter) outcome(res agentResult) core.RunOutcome {
+// outcome turns how the agent ended into the run's outcome. judge fails a run
+// that exited 0 while its own result says it failed (claude's
+// error_max_turns, codex's turn.failed).
+func (e *emitter) outcome(res agentResult, judge bool) core.RunOutcome {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	out := core.RunOutcome{ResultText: e.lastAssistant, DurationMS: res.elapsed.Milliseconds()}
@@ -287,6 +332,7 @@ func (e *emitter) outcome(res agentResult) core.RunOutcome {
 			out.DurationMS = e.result.DurationMS
 		}
 	}
+	reported := e.reportedFailure()
 	switch {
 	case res.startErr != nil:
 		out.Status = core.MessageError
@@ -294,16 +340,48 @@ func (e *emitter) outcome(res agentResult) core.RunOutcome {
 	case res.cancelled:
 		out.Status = core.MessageError
 		out.Error = "cancelled"
-	case res.state != nil && res.state.Success():
+	case res.state != nil && res.state.Success() && (!judge || reported == ""):
 		out.Status = core.MessageFinished
+	case res.state != nil && res.state.Success():
+		out.Status = core.MessageError
+		out.Error = "the agent reported a failure: " + reported
 	default:
 		out.Status = core.MessageError
 		out.Error = exitText(res.state)
-		if tail := e.stderrTail(); tail != "" {
-			out.Error += ":\n" + tail
+		detail := reported
+		if detail == "" {
+			detail = e.stderrTail()
+		}
+		if detail != "" {
+			out.Error += ":\n" + detail
 		}
 	}
 	return out
+}
+
+// reportedFailure is why the agent's own output says the run failed: a fatal
+// error event, or an error result. e.mu is held.
+func (e *emitter) reportedFailure() string {
+	if e.agentErr != "" {
+		return e.agentErr
+	}
+	if e.result != nil && e.result.IsError {
+		msg := e.result.Subtype
+		if msg == "success" {
+			msg = "" // claude reports an invalid key as a "success" that is an error
+		}
+		if e.result.Text != "" {
+			if msg != "" {
+				msg += ": "
+			}
+			msg += e.result.Text
+		}
+		if msg == "" {
+			msg = "error result"
+		}
+		return truncateRunes(msg, stderrTailBytes)
+	}
+	return ""
 }
 
 // exitText says how the agent process ended.
@@ -324,38 +402,64 @@ type emitter struct {
 	clock     core.Clock
 	messageID string
 	runID     string
-	secret    string
+	// secrets never reach an event (the session's Cursor key, the GitHub token).
+	secrets []string
+	// mapper reads stdout; nil reads it as the exec agent's.
+	mapper lineMapper
+	// onSession is told the CLI's conversation id whenever a new one shows up.
+	onSession func(id string)
 
 	mu            sync.Mutex
 	lastAssistant string
 	result        *resultPayload
-	stderr        []string // the last stderrTailLines non-blank lines
+	agentErr      string       // the last fatal error the agent reported
+	stderr        []string     // the last stderrTailLines non-blank lines
+	session       string       // the conversation id last passed to onSession
+	committed     []fileChange // what this run's commit changed
 }
 
-// redact hides the session's Cursor key should the agent print it.
+// redact hides the run's secrets should the agent print them.
 func (e *emitter) redact(s string) string {
-	if len(e.secret) < 8 {
-		return s
+	for _, secret := range e.secrets {
+		if len(secret) >= 8 {
+			s = strings.ReplaceAll(s, secret, "[REDACTED]")
+		}
 	}
-	return strings.ReplaceAll(s, e.secret, "[REDACTED]")
+	return s
 }
 
 func (e *emitter) stdoutLine(line string) {
-	ev := mapStdout(e.redact(line))
-	if ev.payload == nil {
-		return
-	}
+	line = e.redact(line)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	switch p := ev.payload.(type) {
-	case textPayload:
-		if ev.typ == core.EventAssistant {
-			e.lastAssistant = p.Text
-		}
-	case resultPayload:
-		e.result = &p
+	if e.mapper == nil {
+		e.mapper = execMapper{}
 	}
-	e.emitLocked(ev.typ, ev.payload)
+	evs := e.mapper.line(line)
+	if id := e.mapper.session(); id != "" && id != e.session {
+		e.session = id
+		if e.onSession != nil {
+			e.onSession(id)
+		}
+	}
+	for _, ev := range evs {
+		switch p := ev.payload.(type) {
+		case textPayload:
+			if ev.typ == core.EventAssistant {
+				e.lastAssistant = p.Text
+			}
+		case resultPayload:
+			e.result = &p
+			if !p.IsError {
+				e.agentErr = "" // an error it recovered from (codex's reconnects)
+			}
+		case errorPayload:
+			if p.failsRun {
+				e.agentErr = truncateRunes(p.Message, stderrTailBytes)
+			}
+		}
+		e.emitLocked(ev.typ, ev.payload)
+	}
 }
 
 func (e *emitter) stderrLine(line string) {
@@ -396,5 +500,6 @@ func (e *emitter) emitLocked(typ core.EventType, payload any) {
 		b, _ = json.Marshal(linePayload{Line: "flapjack: unencodable event: " + err.Error()})
 		typ = core.EventStdout
 	}
+	b = []byte(e.redact(string(b)))
 	e.sink.Emit(core.EventInput{MessageID: e.messageID, CursorRunID: e.runID, Type: typ, Payload: b, CreatedAt: e.clock.Now()})
 }

@@ -26,7 +26,10 @@ func TestExecuteMapsEventsAndCommits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(core.RunOutcome{Status: core.MessageFinished, ResultText: "all done", DurationMS: 1234}, out); diff != "" {
+	// The origin is a repository on this machine: the branch is pushed to it,
+	// and no pull request is tried.
+	branch := "flapjack/" + spec.Session.ID
+	if diff := cmp.Diff(core.RunOutcome{Status: core.MessageFinished, ResultText: "all done", DurationMS: 1234, PRBranch: branch}, out); diff != "" {
 		t.Errorf("outcome (-want +got):\n%s", diff)
 	}
 
@@ -64,6 +67,9 @@ func TestExecuteMapsEventsAndCommits(t *testing.T) {
 	}
 	if got := git(t, ws, "rev-parse", "HEAD^"); got != before {
 		t.Errorf("commit parent = %s, want the run's start %s", got, before)
+	}
+	if got := git(t, filepath.Dir(filepath.Dir(ws)), "-C", spec.Session.RepoURL, "rev-parse", branch); got != head {
+		t.Errorf("origin's %s = %s, want the run's commit %s", branch, got, head)
 	}
 	msg := git(t, ws, "log", "-1", "--format=%s%n%b")
 	wantMsg := "Add the agent file\nflapjack session " + spec.Session.ID + ", message " + spec.Message.ID

@@ -8,16 +8,12 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/flapjack-dev/flapjack/core"
 )
-
-// BranchPrefix starts the name of the branch each session works on.
-const BranchPrefix = "flapjack/"
 
 // Fallback identity for commits in a workspace whose git has no user.email.
 const (
@@ -152,121 +148,6 @@ func truncateRunes(s string, n int) string {
 		n--
 	}
 	return s[:n]
-}
-
-// Prepare clones the repository into the session's workspace and checks out the
-// session's branch. The clone is made in a temporary directory and renamed into
-// place when complete, so an existing workspace is always a ready one and
-// Prepare can be repeated after a crash.
-func (r *Runtime) Prepare(ctx context.Context, spec core.RunSpec) (core.RunStart, error) {
-	return core.RunStart{}, r.prepare(ctx, spec)
-}
-
-func (r *Runtime) prepare(ctx context.Context, spec core.RunSpec) error {
-	s := spec.Session
-	ws, err := r.workspace(s.ID)
-	if err != nil {
-		return err
-	}
-	if len(r.command) == 0 {
-		return errors.New(errNoCommand)
-	}
-	if fi, err := os.Stat(ws); err == nil {
-		if !fi.IsDir() {
-			return fmt.Errorf("workspace of session %s is not a directory", s.ID)
-		}
-		return nil
-	}
-	if s.StartingRef != "" {
-		if err := core.ValidateRef("starting_ref", s.StartingRef); err != nil {
-			return errors.New(core.AsError(err).Message)
-		}
-	}
-	if s.RepoURL == "" || strings.HasPrefix(s.RepoURL, "-") {
-		return fmt.Errorf("invalid repository URL %q", displayURL(s.RepoURL))
-	}
-	if err := os.MkdirAll(r.root, 0o700); err != nil {
-		return fmt.Errorf("create workspace root: %w", err)
-	}
-	r.removeTempClones(s.ID)
-	tmp, err := os.MkdirTemp(r.root, "."+s.ID+".clone-")
-	if err != nil {
-		return fmt.Errorf("create workspace: %w", err)
-	}
-	defer os.RemoveAll(tmp) // a no-op once renamed
-
-	start := time.Now()
-	if _, err := r.git(ctx, gitRun{dir: r.root, args: []string{"clone", "--quiet", "--no-checkout", "--", s.RepoURL, tmp}}); err != nil {
-		return errors.New(strings.ReplaceAll(err.Error(), s.RepoURL, displayURL(s.RepoURL)))
-	}
-	if err := r.checkoutStart(ctx, tmp, s); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, ws); err != nil {
-		if _, statErr := os.Stat(ws); statErr == nil {
-			return nil // prepared concurrently
-		}
-		return fmt.Errorf("create workspace: %w", err)
-	}
-	r.log.InfoContext(ctx, "workspace prepared", "session", s.ID, "ref", s.StartingRef, "elapsed", time.Since(start))
-	return nil
-}
-
-// checkoutStart resolves the starting ref in a fresh clone and checks out the
-// branch the session works on.
-func (r *Runtime) checkoutStart(ctx context.Context, dir string, s core.Session) error {
-	ref := s.StartingRef
-	if ref == "" {
-		head, err := r.git(ctx, gitRun{dir: dir, args: []string{"symbolic-ref", "--quiet", "refs/remotes/origin/HEAD"}})
-		if err != nil || !strings.HasPrefix(head, "refs/remotes/origin/") {
-			return fmt.Errorf("repository %s has no default branch; set a starting ref", displayURL(s.RepoURL))
-		}
-		ref = strings.TrimPrefix(head, "refs/remotes/origin/")
-	}
-	isTag := false
-	sha, err := r.revParse(ctx, dir, "refs/remotes/origin/"+ref)
-	if err != nil {
-		return err
-	}
-	if sha == "" {
-		isTag = true
-		if sha, err = r.revParse(ctx, dir, "refs/tags/"+ref); err != nil {
-			return err
-		}
-	}
-	if sha == "" {
-		return fmt.Errorf("starting ref %s not found in %s", ref, displayURL(s.RepoURL))
-	}
-	branch := BranchPrefix + s.ID
-	if s.WorkOnCurrentBranch {
-		if isTag {
-			return fmt.Errorf("starting ref %s is a tag; work_on_current_branch needs a branch", ref)
-		}
-		branch = ref
-	}
-	// -B: with workOnCurrentBranch the default branch already exists locally.
-	_, err = r.git(ctx, gitRun{dir: dir, args: []string{"checkout", "--quiet", "--no-track", "-B", branch, sha, "--"}})
-	return err
-}
-
-// revParse resolves name to a commit id, "" when it does not exist.
-func (r *Runtime) revParse(ctx context.Context, dir, name string) (string, error) {
-	out, err := r.git(ctx, gitRun{dir: dir, args: []string{"rev-parse", "--verify", "--quiet", "--end-of-options", name + "^{commit}"}})
-	if err != nil {
-		if exitCode(err) == 1 {
-			return "", nil
-		}
-		return "", err
-	}
-	return out, nil
-}
-
-// removeTempClones deletes clones a crashed Prepare left behind.
-func (r *Runtime) removeTempClones(sessionID string) {
-	matches, _ := filepath.Glob(filepath.Join(r.root, "."+sessionID+".clone-*"))
-	for _, m := range matches {
-		_ = removeAll(m)
-	}
 }
 
 // head returns the workspace's HEAD commit.

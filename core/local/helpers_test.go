@@ -26,12 +26,29 @@ func TestMain(m *testing.M) {
 	}
 	os.Setenv("GIT_CONFIG_GLOBAL", filepath.Join(dir, "gitconfig"))
 	os.Setenv("GIT_CONFIG_NOSYSTEM", "1")
+	// Repositories "on GitHub" (and one other host) are bare repositories on
+	// disk: git's insteadOf maps the URLs a user would give onto them, so
+	// owner and repository come from the URL as given while git fetches and
+	// pushes locally, which is also how a user's insteadOf keeps working.
+	fakeGitHubRoot = filepath.Join(dir, "github")
+	fakeOtherRoot = filepath.Join(dir, "gitlab")
+	cfg := fmt.Sprintf("[url \"file://%[1]s/\"]\n\tinsteadOf = https://github.com/\n\tinsteadOf = git@github.com:\n\tinsteadOf = ssh://git@github.com/\n"+
+		"[url \"file://%[2]s/\"]\n\tinsteadOf = https://gitlab.example.com/\n", fakeGitHubRoot, fakeOtherRoot)
+	if err := os.WriteFile(filepath.Join(dir, "gitconfig"), []byte(cfg), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
 var testT0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// fakeGitHubRoot holds the bare repositories https://github.com/OWNER/REPO
+// stands for in tests (see TestMain); fakeOtherRoot those of
+// https://gitlab.example.com/. Set once, before any test runs.
+var fakeGitHubRoot, fakeOtherRoot string
 
 type fixedClock struct{}
 

@@ -1,6 +1,8 @@
-// Package local is the runtime that runs an agent CLI in a git workspace on this
-// machine: one clone per session under <data-dir>/workspaces, one branch per
-// session, the agent's changes committed after every run.
+// Package local is the runtime that runs an agent CLI (cursor-agent, Claude
+// Code, Codex, or any command) in a git workspace on this machine: one git
+// worktree per session on a cached clone per repository, one branch per
+// session, the agent's changes committed after every run, the branch pushed
+// and, on GitHub, a pull request opened.
 package local
 
 import (
@@ -9,6 +11,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -18,15 +21,6 @@ import (
 	"github.com/flapjack-dev/flapjack/core"
 )
 
-// Agent names.
-const (
-	// AgentExec runs any command: prompt on stdin and in FLAPJACK_PROMPT.
-	AgentExec = "exec"
-)
-
-// errNoCommand is why runs fail when no agent command is configured.
-const errNoCommand = "no local agent command is configured; set FLAPJACK_LOCAL_AGENT_COMMAND"
-
 // DefaultKillGrace is how long a cancelled agent gets between SIGTERM and SIGKILL.
 const DefaultKillGrace = 5 * time.Second
 
@@ -34,35 +28,59 @@ const DefaultKillGrace = 5 * time.Second
 type Config struct {
 	// WorkspaceRoot holds one workspace per session (<data-dir>/workspaces).
 	WorkspaceRoot string
-	// Agent names the agent CLI; only "exec" exists so far.
+	// RepoRoot holds the cached clone of each repository the workspaces are
+	// worktrees of (<data-dir>/repos); empty means "repos" beside WorkspaceRoot.
+	RepoRoot string
+	// Agent names the default agent CLI (see AvailableAgents); empty means
+	// cursor-agent. A session's modelParams.agent overrides it.
 	Agent string
-	// Command is the exec agent's argv (see ParseCommand). Without one, runs
-	// fail with errNoCommand.
+	// Bin is the default agent's executable, instead of looking its name up
+	// on the search path.
+	Bin string
+	// Command is the exec agent's argv (see ParseCommand).
 	Command []string
+	// SearchPath is the PATH agents are looked up in; empty means $PATH.
+	SearchPath string
 	// KillGrace is the time between SIGTERM and SIGKILL; 0 means DefaultKillGrace.
 	KillGrace time.Duration
-	Logger    *slog.Logger
-	Clock     core.Clock
+	// GitHubToken opens pull requests (GITHUB_TOKEN); empty means none are.
+	GitHubToken string
+	// GitHubAPIURL is GitHub's REST API; empty means DefaultGitHubAPIURL.
+	GitHubAPIURL string
+	// HTTPClient calls GitHub; nil means one with a 30 s timeout.
+	HTTPClient *http.Client
+	Logger     *slog.Logger
+	Clock      core.Clock
 }
 
 // Runtime runs sessions with an agent CLI in local git workspaces.
 type Runtime struct {
-	root      string
-	command   []string
-	killGrace time.Duration
-	log       *slog.Logger
-	clock     core.Clock
+	root       string
+	repos      string
+	agent      string
+	bin        string
+	command    []string
+	searchPath string
+	killGrace  time.Duration
+	github     *githubClient
+	log        *slog.Logger
+	clock      core.Clock
 }
 
-var _ core.Runtime = (*Runtime)(nil)
+var (
+	_ core.Runtime         = (*Runtime)(nil)
+	_ core.WorkspaceHolder = (*Runtime)(nil)
+)
 
-// AvailableAgents lists the agent names New accepts.
-func AvailableAgents() []string { return []string{AgentExec} }
-
-// New checks cfg and returns a Runtime. A relative command path is made absolute
-// here, because the agent runs with the workspace as its working directory.
+// New checks cfg and returns a Runtime. Relative paths are made absolute here,
+// because the agent runs with the workspace as its working directory. A
+// missing agent executable is not an error here but in Ready, so a server
+// that never runs local sessions still starts.
 func New(cfg Config) (*Runtime, error) {
-	if cfg.Agent != AgentExec {
+	if cfg.Agent == "" {
+		cfg.Agent = AgentCursor
+	}
+	if _, ok := adapterFor(cfg.Agent); !ok {
 		return nil, fmt.Errorf("unknown local agent %q; available: %s", cfg.Agent, strings.Join(AvailableAgents(), ", "))
 	}
 	if cfg.WorkspaceRoot == "" {
@@ -72,23 +90,39 @@ func New(cfg Config) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("local runtime: workspace root: %w", err)
 	}
+	repos := cfg.RepoRoot
+	if repos == "" {
+		repos = filepath.Join(filepath.Dir(root), "repos")
+	}
+	if repos, err = filepath.Abs(repos); err != nil {
+		return nil, fmt.Errorf("local runtime: repository cache: %w", err)
+	}
 	if cfg.KillGrace < 0 {
 		return nil, errors.New("local runtime: kill grace must not be negative")
 	}
-	// No command is allowed, so a server that never runs local sessions still
-	// starts; Prepare then says what is missing.
 	command := append([]string(nil), cfg.Command...)
 	if len(command) > 0 && command[0] == "" {
 		return nil, errors.New("the exec agent's command is empty")
 	}
-	if len(command) > 0 && strings.Contains(command[0], "/") && !filepath.IsAbs(command[0]) {
-		abs, err := filepath.Abs(command[0])
-		if err != nil {
+	if len(command) > 0 {
+		if command[0], err = absIfRelative(command[0]); err != nil {
 			return nil, fmt.Errorf("local runtime: agent command: %w", err)
 		}
-		command[0] = abs
 	}
-	r := &Runtime{root: root, command: command, killGrace: cfg.KillGrace, log: cfg.Logger, clock: cfg.Clock}
+	bin := cfg.Bin
+	if bin != "" {
+		if bin, err = absIfRelative(bin); err != nil {
+			return nil, fmt.Errorf("local runtime: agent executable: %w", err)
+		}
+	}
+	gh, err := newGitHubClient(cfg.GitHubAPIURL, cfg.GitHubToken, cfg.HTTPClient)
+	if err != nil {
+		return nil, err
+	}
+	r := &Runtime{
+		root: root, repos: repos, agent: cfg.Agent, bin: bin, command: command, searchPath: cfg.SearchPath,
+		killGrace: cfg.KillGrace, github: gh, log: cfg.Logger, clock: cfg.Clock,
+	}
 	if r.killGrace == 0 {
 		r.killGrace = DefaultKillGrace
 	}
@@ -101,22 +135,30 @@ func New(cfg Config) (*Runtime, error) {
 	return r, nil
 }
 
+// absIfRelative makes a path with a slash absolute; a bare name stays a name
+// to look up on PATH.
+func absIfRelative(p string) (string, error) {
+	if strings.Contains(p, "/") && !filepath.IsAbs(p) {
+		return filepath.Abs(p)
+	}
+	return p, nil
+}
+
 // Name returns "local".
 func (r *Runtime) Name() string { return core.RuntimeLocal }
 
-// NeedsCursorKey is false: an exec agent needs no key, and a cursor-agent may
-// have its own login.
+// NeedsCursorKey is false: an exec agent needs no key, claude and codex use
+// their own credentials, and a cursor-agent may have its own login.
 func (r *Runtime) NeedsCursorKey() bool { return false }
 
 // AllowsLocalRepos is true: cloning a path on this machine is the point.
 func (r *Runtime) AllowsLocalRepos() bool { return true }
 
-// Ready fails when no agent command is configured.
+// Ready says what is missing to run the default agent: its executable, or
+// the exec agent's command.
 func (r *Runtime) Ready() error {
-	if len(r.command) == 0 {
-		return errors.New(errNoCommand)
-	}
-	return nil
+	_, err := r.resolveAgent(r.agent)
+	return err
 }
 
 // workspace returns the session's workspace directory. The id becomes a path
@@ -142,19 +184,54 @@ func plainName(s string) bool {
 	return true
 }
 
-// Archive removes the session's workspace. Its commits live only there, so
-// this is final; the Service only archives terminal sessions.
+// Archive removes the session's workspace and its branch in the cached clone
+// at once. Commits that were pushed live on in the remote; the Service only
+// archives terminal sessions.
 func (r *Runtime) Archive(ctx context.Context, s core.Session) error {
+	return r.release(ctx, s, true)
+}
+
+// ReleaseWorkspace removes an expired session's workspace (core.WorkspaceHolder).
+func (r *Runtime) ReleaseWorkspace(ctx context.Context, s core.Session) error {
+	return r.release(ctx, s, false)
+}
+
+// release removes the workspace, then unregisters the worktree and deletes
+// the session branch in the cached clone. always forces the git clean-up even
+// when the workspace is already gone (archive); the expiry sweep repeats
+// release for every expired session, so it stays a stat when nothing is left.
+func (r *Runtime) release(ctx context.Context, s core.Session, always bool) error {
 	ws, err := r.workspace(s.ID)
 	if err != nil {
 		return err
 	}
-	r.removeTempClones(s.ID)
+	exists, err := pathExists(ws)
+	if err != nil {
+		return fmt.Errorf("workspace of session %s: %w", s.ID, err)
+	}
+	if !exists && !always {
+		return nil
+	}
+	r.removeTempDirs(s.ID)
 	if err := removeAll(ws); err != nil {
 		return fmt.Errorf("remove workspace of session %s: %w", s.ID, err)
 	}
-	r.log.InfoContext(ctx, "workspace removed", "session", s.ID)
+	if err := r.dropWorktree(ctx, s); err != nil {
+		return fmt.Errorf("remove the branch of session %s: %w", s.ID, err)
+	}
+	if exists {
+		r.log.InfoContext(ctx, "workspace removed", "session", s.ID)
+	}
 	return nil
+}
+
+// pathExists reports whether p exists.
+func pathExists(p string) (bool, error) {
+	_, err := os.Lstat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // removeAll is os.RemoveAll that also copes with directories an agent made

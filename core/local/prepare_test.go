@@ -18,7 +18,7 @@ func TestPrepare(t *testing.T) {
 		repo        string // default: o.dir
 		ref         string
 		current     bool
-		wantBranch  string // "" = flapjack/<id>
+		wantPush    string // "" = flapjack/<id>
 		wantHead    string
 		wantErr     string
 		wantNoFiles bool
@@ -28,8 +28,8 @@ func TestPrepare(t *testing.T) {
 		{name: "default branch when no ref", ref: "", wantHead: o.main},
 		{name: "file URL", repo: "file://" + o.dir, ref: "feature", wantHead: o.feature},
 		{name: "tag", ref: "v1", wantHead: o.first},
-		{name: "work on current branch", ref: "feature", current: true, wantBranch: "feature", wantHead: o.feature},
-		{name: "work on the default branch", ref: "main", current: true, wantBranch: "main", wantHead: o.main},
+		{name: "work on current branch", ref: "feature", current: true, wantPush: "feature", wantHead: o.feature},
+		{name: "work on the default branch", ref: "main", current: true, wantPush: "main", wantHead: o.main},
 		{name: "tag with work on current branch", ref: "v1", current: true, wantErr: "v1 is a tag"},
 		{name: "missing ref", ref: "nope", wantErr: "starting ref nope not found in " + o.dir},
 		{name: "ref read as an option", ref: "--upload-pack=touch", wantErr: "not a valid branch or tag name"},
@@ -61,12 +61,21 @@ func TestPrepare(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := tt.wantBranch
-			if want == "" {
-				want = "flapjack/" + spec.Session.ID
-			}
-			if got := git(t, ws, "symbolic-ref", "--short", "HEAD"); got != want {
+			// The local branch is the session's; with workOnCurrentBranch
+			// it is pushed to the starting branch.
+			if got, want := git(t, ws, "symbolic-ref", "--short", "HEAD"), "flapjack/"+spec.Session.ID; got != want {
 				t.Errorf("branch = %q, want %q", got, want)
+			}
+			rs, err := openState(ws)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantPush := tt.wantPush
+			if wantPush == "" {
+				wantPush = "flapjack/" + spec.Session.ID
+			}
+			if st := rs.get(); st.PushBranch != wantPush || st.BaseCommit != tt.wantHead {
+				t.Errorf("state = %+v, want push branch %s from %s", st, wantPush, tt.wantHead)
 			}
 			if got := git(t, ws, "rev-parse", "HEAD"); got != tt.wantHead {
 				t.Errorf("HEAD = %s, want %s", got, tt.wantHead)

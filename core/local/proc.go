@@ -125,6 +125,34 @@ func ownedBy(pid int, sessionID, ws string) bool {
 	return cwd == ws || strings.HasPrefix(cwd, ws+string(filepath.Separator))
 }
 
+// markedGroup is the process group of a running process that carries the
+// session's marker in its environment, 0 when there is none.
+func markedGroup(sessionID string) int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	marker := []byte(sessionEnv + "=" + sessionID)
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil || !bytes.Contains(env, marker) {
+			continue
+		}
+		for _, kv := range bytes.Split(env, []byte{0}) {
+			if bytes.Equal(kv, marker) {
+				if st, pgrp, ok := procStat(pid); ok && st != 'Z' && st != 'X' && st != 'x' && safeGroup(pgrp) {
+					return pgrp
+				}
+			}
+		}
+	}
+	return 0
+}
+
 // Cancel stops the session's agent from any process: it records the
 // cancellation first (so the agent's death is not read as a failure), then
 // sends SIGTERM to the agent's process group, and SIGKILL after the grace
@@ -134,13 +162,17 @@ func (r *Runtime) Cancel(ctx context.Context, s core.Session, markCancelled func
 	if err := markCancelled(ctx); err != nil {
 		return err
 	}
-	pgid, ok := parseHandle(s.RunHandle)
-	if !ok || !safeGroup(pgid) || !leaderRunning(pgid) {
-		return nil
-	}
 	ws, err := r.workspace(s.ID)
 	if err != nil {
 		return nil
+	}
+	pgid, ok := parseHandle(s.RunHandle)
+	if !ok || !safeGroup(pgid) || !leaderRunning(pgid) {
+		// The agent may have started after s was read, before its handle was
+		// recorded: find its group by the session's marker.
+		if pgid = markedGroup(s.ID); pgid == 0 {
+			return nil
+		}
 	}
 	if !ownedBy(pgid, s.ID, ws) {
 		r.log.WarnContext(ctx, "run handle names a process of another program; not signalling it", "session", s.ID, "pgid", pgid)

@@ -270,3 +270,23 @@ func TestExecuteOutputHeldOutsideTheGroup(t *testing.T) {
 		t.Errorf("outcome = %+v", out)
 	}
 }
+
+// TestCancelBeforeTheHandleIsKnown: a session read before its agent's handle
+// was recorded still gets its agent stopped before Cancel returns, found by
+// the session marker in its environment.
+func TestCancelBeforeTheHandleIsKnown(t *testing.T) {
+	t.Parallel()
+	r, spec, _ := prepared(t, "sleep")
+	_, pgid, child, result := startExecute(t, r, context.Background(), spec)
+	s := spec.Session
+	s.RunHandle = "" // read before SetHandle
+	if err := r.Cancel(context.Background(), s, func(context.Context) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if running(pgid) || running(child) {
+		t.Error("Cancel returned while the agent was running")
+	}
+	if out, err := result(); err != nil || out.Status != core.MessageError {
+		t.Errorf("outcome %+v, %v", out, err)
+	}
+}

@@ -96,6 +96,10 @@ type resultPayload struct {
 	DurationMS int64  `json:"duration_ms"`
 	IsError    bool   `json:"is_error"`
 	Subtype    string `json:"subtype"`
+	// What Claude Code and Codex add about the run.
+	NumTurns int             `json:"num_turns,omitempty"`
+	CostUSD  *float64        `json:"total_cost_usd,omitempty"`
+	Usage    json.RawMessage `json:"usage,omitempty"`
 }
 
 // streamLine is a cursor-agent stream-json object; unknown fields are ignored.
@@ -109,6 +113,7 @@ type streamLine struct {
 	Result     json.RawMessage            `json:"result"`
 	DurationMS float64                    `json:"duration_ms"`
 	IsError    bool                       `json:"is_error"`
+	SessionID  string                     `json:"session_id"`
 }
 
 // mapStdout turns one stdout line into an event: a typed one for a

@@ -100,9 +100,12 @@ case $p in
 	exit 0
 	;;
 *hooks*)
+	# The hooks directory is the repository's (shared by worktrees).
+	hooks=$(git rev-parse --git-path hooks)
+	mkdir -p "$hooks"
 	for h in pre-commit post-commit commit-msg; do
-		printf '#!/bin/sh\ntouch "%s/hook-ran"\n' "$(cd .. && pwd)" >".git/hooks/$h"
-		chmod +x ".git/hooks/$h"
+		printf '#!/bin/sh\ntouch "%s/hook-ran"\n' "$(cd .. && pwd)" >"$hooks/$h"
+		chmod +x "$hooks/$h"
 	done
 	git config core.fsmonitor "touch '$(cd .. && pwd)/fsmonitor-ran'; false"
 	printf 'changed\n' >hooked.txt

@@ -1,0 +1,228 @@
+package local
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/flapjack-dev/flapjack/core"
+)
+
+// Agent names: FLAPJACK_LOCAL_AGENT and a template's modelParams.agent.
+const (
+	// AgentCursor is Cursor's CLI, cursor-agent.
+	AgentCursor = "cursor-agent"
+	// AgentClaude is Anthropic's Claude Code CLI, claude.
+	AgentClaude = "claude"
+	// AgentCodex is OpenAI's Codex CLI, codex.
+	AgentCodex = "codex"
+	// AgentExec runs any command: prompt on stdin and in FLAPJACK_PROMPT.
+	AgentExec = "exec"
+)
+
+// errNoCommand is why exec runs fail when no agent command is configured.
+const errNoCommand = "no local agent command is configured; set FLAPJACK_LOCAL_AGENT_COMMAND"
+
+// maxArgPrompt is the largest prompt that goes on a command line: Linux
+// refuses a single argument over 128 KiB (MAX_ARG_STRLEN).
+const maxArgPrompt = 128<<10 - 1
+
+// AvailableAgents lists the agent names New and modelParams.agent accept.
+func AvailableAgents() []string { return []string{AgentCursor, AgentClaude, AgentCodex, AgentExec} }
+
+// invocation is what one run of an agent CLI needs on its command line.
+type invocation struct {
+	// model is the session's model, "" for the CLI's default ("auto").
+	model string
+	// resume is the CLI's own conversation id to continue, "" for a new one.
+	resume string
+	prompt string
+}
+
+// adapter knows one agent CLI: how to call it and how to read its output.
+type adapter struct {
+	name string
+	// exe is the executable looked up on PATH (none for exec).
+	exe string
+	// args builds the arguments after the executable; stdin says whether the
+	// prompt goes on stdin (else it is the last argument, after "--").
+	args func(inv invocation) (args []string, stdin bool)
+	// mapper reads one run's stdout; ws relativizes the paths it reports.
+	mapper func(ws string) lineMapper
+	// cursorKey passes the session's Cursor key as CURSOR_API_KEY.
+	cursorKey bool
+	// promptEnv passes the prompt in FLAPJACK_PROMPT too (exec).
+	promptEnv bool
+	// judge fails a run whose own result says it failed, even on exit 0;
+	// the exec agent is judged by its exit status alone, as documented.
+	judge bool
+}
+
+// adapterFor returns the adapter of an agent name.
+func adapterFor(name string) (adapter, bool) {
+	switch name {
+	case AgentCursor:
+		return adapter{name: name, exe: "cursor-agent", args: cursorArgs, mapper: newCursorMapper, cursorKey: true, judge: true}, true
+	case AgentClaude:
+		return adapter{name: name, exe: "claude", args: claudeArgs, mapper: newClaudeMapper, judge: true}, true
+	case AgentCodex:
+		return adapter{name: name, exe: "codex", args: codexArgs, mapper: newCodexMapper, judge: true}, true
+	case AgentExec:
+		return adapter{name: name, args: func(invocation) ([]string, bool) { return nil, true }, mapper: newExecMapper, cursorKey: true, promptEnv: true}, true
+	}
+	return adapter{}, false
+}
+
+// cursorArgs: cursor-agent -p --output-format stream-json --force
+// [--model=M] [--resume=ID] -- PROMPT. cursor-agent takes its prompt as an
+// argument; after "--" it can never be read as an option. --force lets it
+// edit files and run commands without asking, which print mode cannot.
+func cursorArgs(inv invocation) ([]string, bool) {
+	args := []string{"-p", "--output-format", "stream-json", "--force"}
+	if inv.model != "" {
+		args = append(args, "--model="+inv.model)
+	}
+	if inv.resume != "" {
+		args = append(args, "--resume="+inv.resume)
+	}
+	return append(args, "--", inv.prompt), false
+}
+
+// claudeArgs: claude -p --output-format stream-json --verbose
+// --permission-mode acceptEdits --allowedTools Bash [--model=M]
+// [--resume=ID], prompt on stdin. acceptEdits lets it edit files, and the
+// Bash rule lets it run commands, without a prompt nobody would answer.
+func claudeArgs(inv invocation) ([]string, bool) {
+	args := []string{"-p", "--output-format", "stream-json", "--verbose", "--permission-mode", "acceptEdits", "--allowedTools", "Bash"}
+	if inv.model != "" {
+		args = append(args, "--model="+inv.model)
+	}
+	if inv.resume != "" {
+		args = append(args, "--resume="+inv.resume)
+	}
+	return args, true
+}
+
+// codexArgs: codex exec --json --full-auto [--model=M] [resume ID] -, prompt
+// on stdin ("-"). --full-auto lets it edit the workspace and run commands in
+// its sandbox without asking.
+func codexArgs(inv invocation) ([]string, bool) {
+	args := []string{"exec", "--json", "--full-auto"}
+	if inv.model != "" {
+		args = append(args, "--model="+inv.model)
+	}
+	if inv.resume != "" {
+		args = append(args, "resume", inv.resume)
+	}
+	return append(args, "-"), true
+}
+
+// cliSessionID matches a conversation id a CLI may be given back on its
+// command line: it came from the agent's output, so it must not look like an
+// option or hold anything but a plain token.
+var cliSessionID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$`)
+
+// agentName is the agent a session runs: its modelParams.agent (snapshotted
+// with the session) or the runtime's default.
+func (r *Runtime) agentName(s core.Session) (string, error) {
+	v, ok := s.ModelParams["agent"]
+	if !ok || v == nil || v == "" {
+		return r.agent, nil
+	}
+	name, ok := v.(string)
+	if _, known := adapterFor(name); !ok || !known {
+		return "", fmt.Errorf("modelParams.agent %v is not a local agent; use one of %s", v, strings.Join(AvailableAgents(), ", "))
+	}
+	return name, nil
+}
+
+// resolvedAgent is an agent ready to start: its adapter and argv[0] (or, for
+// exec, the whole configured command).
+type resolvedAgent struct {
+	adapter
+	argv []string
+}
+
+// resolveAgent finds the agent's executable: FLAPJACK_LOCAL_AGENT_BIN for the
+// default agent, else its name on the search path. The error says what to do.
+func (r *Runtime) resolveAgent(name string) (resolvedAgent, error) {
+	ad, ok := adapterFor(name)
+	if !ok {
+		return resolvedAgent{}, fmt.Errorf("unknown local agent %q; available: %s", name, strings.Join(AvailableAgents(), ", "))
+	}
+	if name == AgentExec {
+		if len(r.command) == 0 {
+			return resolvedAgent{}, errors.New(errNoCommand)
+		}
+		return resolvedAgent{adapter: ad, argv: r.command}, nil
+	}
+	if name == r.agent && r.bin != "" {
+		if err := checkExecutable(r.bin); err != nil {
+			return resolvedAgent{}, fmt.Errorf("FLAPJACK_LOCAL_AGENT_BIN=%s: %v", r.bin, err)
+		}
+		return resolvedAgent{adapter: ad, argv: []string{r.bin}}, nil
+	}
+	path := r.searchPath
+	if path == "" {
+		path = os.Getenv("PATH")
+	}
+	exe, err := lookPath(ad.exe, path)
+	if err != nil {
+		return resolvedAgent{}, fmt.Errorf("%s not found on PATH; install it or set FLAPJACK_LOCAL_AGENT (cursor-agent, claude, codex or exec) or FLAPJACK_LOCAL_AGENT_BIN", ad.exe)
+	}
+	return resolvedAgent{adapter: ad, argv: []string{exe}}, nil
+}
+
+// lookPath finds an executable file called name in the directories of path,
+// as a shell would, without consulting the process environment.
+func lookPath(name, path string) (string, error) {
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			continue // the current directory is never searched
+		}
+		p := filepath.Join(dir, name)
+		if checkExecutable(p) == nil {
+			return filepath.Abs(p)
+		}
+	}
+	return "", fmt.Errorf("%s not found", name)
+}
+
+// checkExecutable fails unless p is a regular file someone may execute.
+func checkExecutable(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return errors.New("no such file")
+	}
+	if fi.IsDir() || fi.Mode()&0o111 == 0 {
+		return errors.New("not an executable file")
+	}
+	return nil
+}
+
+// command builds the command line of one run: model unless "auto", the
+// CLI's conversation id on follow-ups when one was recorded for this agent.
+func (ra resolvedAgent) command(spec core.RunSpec, st sessionState) (argv []string, stdin string, err error) {
+	inv := invocation{prompt: spec.Prompt}
+	if m := spec.Session.ModelID; m != "" && m != core.DefaultModelID {
+		inv.model = m
+	}
+	if spec.FollowUp && st.Agent == ra.name && cliSessionID.MatchString(st.CLISession) {
+		inv.resume = st.CLISession
+	}
+	args, onStdin := ra.args(inv)
+	argv = append(append([]string(nil), ra.argv...), args...)
+	if onStdin {
+		return argv, spec.Prompt, nil
+	}
+	if len(spec.Prompt) > maxArgPrompt {
+		return nil, "", fmt.Errorf("the prompt is %d bytes; %s takes it on its command line, where Linux allows at most 128 KiB", len(spec.Prompt), ra.name)
+	}
+	if strings.ContainsRune(spec.Prompt, 0) {
+		argv[len(argv)-1] = strings.ReplaceAll(spec.Prompt, "\x00", "")
+	}
+	return argv, "", nil
+}

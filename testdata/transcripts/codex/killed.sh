@@ -1,0 +1,1 @@
+printf 'half done\n' >partial.txt

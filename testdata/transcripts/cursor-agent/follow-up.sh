@@ -1,0 +1,1 @@
+printf 'Hello, moon!\n' >>hello.txt
