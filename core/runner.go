@@ -360,6 +360,9 @@ func (r *Runner) startMessage(ctx context.Context, log *slog.Logger, ss Session,
 	m.Status, m.StartedAt, m.CursorRunID = MessageRunning, &now, &runID
 	prev := ss.Status
 	ss.Status, ss.LatestRunID, ss.StreamPosition = status, &runID, ""
+	// The run is in flight from here until finish clears the handle; a runtime
+	// replaces it with its own (a process group) once it knows one.
+	ss.RunHandle = RunHandleStarting
 	if ss.StartedAt == nil {
 		ss.StartedAt = &now
 	}

@@ -52,6 +52,12 @@ type RunSpec struct {
 	Adopted bool
 }
 
+// RunHandleStarting is a session's RunHandle from the moment the runner marks
+// a run started until the runtime records its own handle; the runner clears
+// the handle when it records the run's end. A non-empty handle therefore means
+// a run is in flight.
+const RunHandleStarting = "starting"
+
 // RunStart is what Prepare learned about the run it set up. Empty fields are
 // filled by the runner (a fresh run id) or left alone.
 type RunStart struct {

@@ -104,6 +104,7 @@ func buildRuntimes(g *globals, dataDir string, box *core.Box, sessions cloud.Ses
 		KillGrace:     ls.killGrace,
 		GitHubToken:   ls.githubToken,
 		GitHubAPIURL:  ls.githubAPI,
+		Sessions:      sessions,
 		Logger:        g.logger,
 	})
 	if err != nil {

@@ -572,8 +572,12 @@ func TestKilledRunnerIsAdopted(t *testing.T) {
 		t.Fatal(e)
 	}
 	waitStatus(t, s, st.SessionID, "running")
-	if pids := agentProcesses(t, "orphan sleep"); len(pids) == 0 {
-		t.Fatal("the agent is not running")
+	// "running" is recorded just before the agent starts; wait for the agent.
+	for i := 0; len(agentProcesses(t, "orphan sleep")) == 0; i++ {
+		if i > 400 {
+			t.Fatal("the agent never started")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	raw, _ := os.ReadFile(filepath.Join(dataDir, "runner.lock"))
 	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))

@@ -49,8 +49,17 @@ type Config struct {
 	GitHubAPIURL string
 	// HTTPClient calls GitHub; nil means one with a 30 s timeout.
 	HTTPClient *http.Client
-	Logger     *slog.Logger
-	Clock      core.Clock
+	// Sessions lets Cancel see the run's handle as the runner records it, so
+	// it answers only once the run is over; nil limits Cancel to the handle
+	// it was given.
+	Sessions SessionGetter
+	Logger   *slog.Logger
+	Clock    core.Clock
+}
+
+// SessionGetter reads a session (core.Store has it).
+type SessionGetter interface {
+	GetSession(ctx context.Context, id string) (core.Session, error)
 }
 
 // Runtime runs sessions with an agent CLI in local git workspaces.
@@ -63,6 +72,7 @@ type Runtime struct {
 	searchPath string
 	killGrace  time.Duration
 	github     *githubClient
+	sessions   SessionGetter
 	log        *slog.Logger
 	clock      core.Clock
 }
@@ -121,7 +131,7 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	r := &Runtime{
 		root: root, repos: repos, agent: cfg.Agent, bin: bin, command: command, searchPath: cfg.SearchPath,
-		killGrace: cfg.KillGrace, github: gh, log: cfg.Logger, clock: cfg.Clock,
+		killGrace: cfg.KillGrace, github: gh, sessions: cfg.Sessions, log: cfg.Logger, clock: cfg.Clock,
 	}
 	if r.killGrace == 0 {
 		r.killGrace = DefaultKillGrace

@@ -158,6 +158,12 @@ func markedGroup(sessionID string) int {
 // sends SIGTERM to the agent's process group, and SIGKILL after the grace
 // period. A handle whose process is gone, or is no longer the session's agent
 // (its pid reused), is left alone.
+//
+// With Sessions it also waits until the runner has recorded the run's end
+// (it clears the handle once the agent exited and its output was drained), so
+// a cancel that lands between the run's start and its agent's start still
+// answers only when the agent is gone. The wait is bounded, in case no
+// runner is alive to record anything.
 func (r *Runtime) Cancel(ctx context.Context, s core.Session, markCancelled func(context.Context) error) error {
 	if err := markCancelled(ctx); err != nil {
 		return err
@@ -166,22 +172,47 @@ func (r *Runtime) Cancel(ctx context.Context, s core.Session, markCancelled func
 	if err != nil {
 		return nil
 	}
-	pgid, ok := parseHandle(s.RunHandle)
-	if !ok || !safeGroup(pgid) || !leaderRunning(pgid) {
-		// The agent may have started after s was read, before its handle was
-		// recorded: find its group by the session's marker.
-		if pgid = markedGroup(s.ID); pgid == 0 {
+	deadline := time.Now().Add(r.killGrace + killWait)
+	stopped := map[int]bool{}
+	handle := s.RunHandle
+	for {
+		pgid, ok := parseHandle(handle)
+		if !ok || !safeGroup(pgid) || !leaderRunning(pgid) {
+			// The agent may have started after the handle was read, before
+			// it was recorded: find its group by the session's marker.
+			pgid = markedGroup(s.ID)
+		}
+		if pgid != 0 && !stopped[pgid] {
+			stopped[pgid] = true
+			if ownedBy(pgid, s.ID, ws) {
+				r.log.InfoContext(ctx, "stopping agent", "session", s.ID, "pgid", pgid)
+				// Wait for the whole group, not just its leader: a child still
+				// exiting would make "stopped" untrue.
+				if err := r.stopGroup(ctx, pgid, func() bool { return len(groupMembers(pgid)) == 0 }); err != nil {
+					return err
+				}
+			} else {
+				r.log.WarnContext(ctx, "run handle names a process of another program; not signalling it", "session", s.ID, "pgid", pgid)
+			}
+		}
+		if r.sessions == nil {
 			return nil
 		}
+		cur, err := r.sessions.GetSession(ctx, s.ID)
+		if err != nil || cur.RunHandle == "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			r.log.WarnContext(ctx, "the runner has not recorded the cancelled run's end; answering anyway", "session", s.ID)
+			return nil
+		}
+		handle = cur.RunHandle
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pollInterval):
+		}
 	}
-	if !ownedBy(pgid, s.ID, ws) {
-		r.log.WarnContext(ctx, "run handle names a process of another program; not signalling it", "session", s.ID, "pgid", pgid)
-		return nil
-	}
-	r.log.InfoContext(ctx, "stopping agent", "session", s.ID, "pgid", pgid)
-	// Wait for the whole group, not just its leader: the caller is told the run
-	// has stopped, and a child still exiting would make that untrue.
-	return r.stopGroup(ctx, pgid, func() bool { return len(groupMembers(pgid)) == 0 })
 }
 
 // stopGroup sends SIGTERM to group pgid, waits up to the kill grace for gone,

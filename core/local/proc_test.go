@@ -290,3 +290,61 @@ func TestCancelBeforeTheHandleIsKnown(t *testing.T) {
 		t.Errorf("outcome %+v, %v", out, err)
 	}
 }
+
+// handleSessions is a SessionGetter whose run handle the test controls.
+type handleSessions struct {
+	mu     sync.Mutex
+	handle string
+	reads  int
+}
+
+func (h *handleSessions) GetSession(_ context.Context, id string) (core.Session, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.reads++
+	return core.Session{ID: id, RunHandle: h.handle}, nil
+}
+
+func (h *handleSessions) set(v string) {
+	h.mu.Lock()
+	h.handle = v
+	h.mu.Unlock()
+}
+
+// TestCancelWaitsForTheRunnerToRecordTheEnd: a cancel that lands after the
+// runner marked the run started but before any agent exists answers only once
+// the runner has recorded the run's end (cleared the handle).
+func TestCancelWaitsForTheRunnerToRecordTheEnd(t *testing.T) {
+	t.Parallel()
+	r := newRuntime(t, "/bin/true")
+	sessions := &handleSessions{handle: core.RunHandleStarting}
+	r.sessions = sessions
+	done := make(chan error, 1)
+	go func() {
+		done <- r.Cancel(context.Background(), core.Session{ID: "cs-waiting", RunHandle: core.RunHandleStarting},
+			func(context.Context) error { return nil })
+	}()
+	// Cancel keeps reading while the run is in flight.
+	for {
+		sessions.mu.Lock()
+		n := sessions.reads
+		sessions.mu.Unlock()
+		if n >= 3 {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("Cancel returned (%v) while the run was still in flight", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	sessions.set("")
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Cancel did not return after the runner recorded the end")
+	}
+}
