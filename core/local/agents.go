@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	"github.com/flapjack-dev/flapjack/core"
@@ -120,10 +119,23 @@ func codexArgs(inv invocation) ([]string, bool) {
 	return append(args, "-"), true
 }
 
-// cliSessionID matches a conversation id a CLI may be given back on its
-// command line: it came from the agent's output, so it must not look like an
-// option or hold anything but a plain token.
-var cliSessionID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$`)
+// plainToken reports whether s is 1..max characters of letters, digits and
+// extra, starting with a letter or digit. Ids that came from an agent's output
+// go back on its command line, so they must not look like an option or hold
+// anything but a plain token. (A loop, not a regexp: a bounded repetition
+// compiles into hundreds of states at every start of the binary.)
+func plainToken(s string, max int, extra string) bool {
+	if s == "" || len(s) > max {
+		return false
+	}
+	for i, r := range s {
+		alnum := r < 0x80 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+		if !alnum && (i == 0 || !strings.ContainsRune(extra, r)) {
+			return false
+		}
+	}
+	return true
+}
 
 // agentName is the agent a session runs: its modelParams.agent (snapshotted
 // with the session) or the runtime's default.
@@ -210,7 +222,7 @@ func (ra resolvedAgent) command(spec core.RunSpec, st sessionState) (argv []stri
 	if m := spec.Session.ModelID; m != "" && m != core.DefaultModelID {
 		inv.model = m
 	}
-	if spec.FollowUp && st.Agent == ra.name && cliSessionID.MatchString(st.CLISession) {
+	if spec.FollowUp && st.Agent == ra.name && plainToken(st.CLISession, 200, "._:-") {
 		inv.resume = st.CLISession
 	}
 	args, onStdin := ra.args(inv)

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 	"time"
 )
@@ -73,8 +72,6 @@ type ghRepo struct{ owner, name string }
 
 func (g ghRepo) String() string { return g.owner + "/" + g.name }
 
-// ghName matches an owner or repository name.
-var ghName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
 
 // repoOf finds owner and repository in a repository URL as the user gave it
 // (https://github.com/o/r(.git), git@github.com:o/r.git,
@@ -112,7 +109,7 @@ func (c *githubClient) repoOf(raw string) (ghRepo, bool) {
 		return ghRepo{}, false
 	}
 	repo := ghRepo{owner: parts[0], name: strings.TrimSuffix(parts[1], ".git")}
-	if !ghName.MatchString(repo.owner) || !ghName.MatchString(repo.name) {
+	if !plainToken(repo.owner, 100, "._-") || !plainToken(repo.name, 100, "._-") {
 		return ghRepo{}, false
 	}
 	return repo, true
