@@ -72,7 +72,6 @@ type ghRepo struct{ owner, name string }
 
 func (g ghRepo) String() string { return g.owner + "/" + g.name }
 
-
 // repoOf finds owner and repository in a repository URL as the user gave it
 // (https://github.com/o/r(.git), git@github.com:o/r.git,
 // ssh://git@github.com/o/r.git), so git's own configuration (insteadOf,
