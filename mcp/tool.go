@@ -39,7 +39,12 @@ func addTool[In, Out any](s *mcp.Server, log *slog.Logger, checkOutput bool, d t
 	out := mustSchema[Out]()
 	tuneOutput(out)
 	inRes := mustResolve(t.Name, in)
-	outRes := mustResolve(t.Name, out)
+	// Resolving the output schema is only needed to check results, and costs
+	// more than the rest of the tool's set-up at every server start.
+	var outRes *jsonschema.Resolved
+	if checkOutput {
+		outRes = mustResolve(t.Name, out)
+	}
 	t.InputSchema = in
 	t.OutputSchema = out
 
