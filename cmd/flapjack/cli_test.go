@@ -235,6 +235,13 @@ func TestCLIUsageAndErrors(t *testing.T) {
 		{[]string{"agents", "list", "--server", "http://127.0.0.1:1"}, 4},
 		{[]string{"sessions", "events", "cs-x", "--server", "http://127.0.0.1:1"}, 4},
 		{[]string{"agents", "list", "--server", "ftp://x"}, 2},
+		{[]string{"token", "list", "extra"}, 2},
+		{[]string{"org", "create"}, 2},
+		{[]string{"user", "create"}, 2},
+		{[]string{"serve", "extra"}, 2},
+		{[]string{"runner", "extra"}, 2},
+		{[]string{"mcp", "extra"}, 2},
+		{[]string{"version", "extra"}, 2},
 	}
 	for _, tt := range tests {
 		r := c.run("", tt.args...)

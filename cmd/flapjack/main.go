@@ -185,7 +185,7 @@ func newVersionCmd(g *globals) *cobra.Command {
 		Use:     "version",
 		Short:   "Print the version and commit",
 		Example: "  flapjack version",
-		Args:    cobra.NoArgs,
+		Args:    usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			v, c := buildVersion()
 			_, err := fmt.Fprintf(g.stdout, "flapjack %s (commit %s)\n", v, strings.TrimSpace(c))

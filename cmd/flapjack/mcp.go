@@ -16,7 +16,7 @@ func newMCPCmd(g *globals) *cobra.Command {
 		Long: `Runs the MCP server on stdin/stdout for Cursor, Claude Code or any MCP client.
 stdout carries JSON-RPC only; logs go to stderr.`,
 		Example: "  claude mcp add flapjack -- flapjack\n  flapjack mcp --data-dir ./data",
-		Args:    cobra.NoArgs,
+		Args:    usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runMCP(cmd.Context(), g)
 		},

@@ -18,13 +18,13 @@ func newOrgCmd(g *globals) *cobra.Command {
 a member of, and nothing else: objects of other orgs answer 404. The MCP server
 and the CLI act as the local owner, member of every org.`,
 		Example: "  flapjack org create acme\n  flapjack org add-member acme alice\n  flapjack org list",
-		Args:    cobra.NoArgs,
+		Args:    usageArgs(cobra.NoArgs),
 	}
 	create := &cobra.Command{
 		Use:     "create NAME",
 		Short:   "Create an org and print its id",
 		Example: "  flapjack org create acme",
-		Args:    cobra.ExactArgs(1),
+		Args:    usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkName("org", args[0]); err != nil {
 				return err
@@ -49,7 +49,7 @@ and the CLI act as the local owner, member of every org.`,
 		Use:     "list",
 		Short:   "List orgs with their member counts",
 		Example: "  flapjack org list",
-		Args:    cobra.NoArgs,
+		Args:    usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			st, _, err := openAccounts(cmd.Context(), g)
 			if err != nil {
@@ -72,7 +72,7 @@ and the CLI act as the local owner, member of every org.`,
 		Use:     "add-member ORG USER",
 		Short:   "Make a user a member of an org (ids or names)",
 		Example: "  flapjack org add-member acme alice",
-		Args:    cobra.ExactArgs(2),
+		Args:    usageArgs(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			st, _, err := openAccounts(ctx, g)

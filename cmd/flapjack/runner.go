@@ -119,7 +119,7 @@ func newRunnerCmd(g *globals) *cobra.Command {
 each message in order and records events. MCP and CLI processes start one
 detached when they need it; run it yourself to watch its log.`,
 		Example: "  flapjack runner\n  flapjack runner --idle-timeout 5m",
-		Args:    cobra.NoArgs,
+		Args:    usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runRunner(cmd.Context(), g, idle)
 		},

@@ -47,7 +47,7 @@ data directory, serve answers at once and takes the runner over when it exits.
 SIGTERM or Ctrl-C stops gracefully: requests in flight finish, event streams
 close, then the runner hands its sessions over.`,
 		Example: "  flapjack serve\n  flapjack serve --addr 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem",
-		Args:    cobra.NoArgs,
+		Args:    usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runServe(cmd.Context(), g, c)
 		},

@@ -89,14 +89,14 @@ func newTokenCmd(g *globals) *cobra.Command {
 acts as its user, in the orgs that user belongs to. Only a hash is stored: a
 token is shown once, when it is created.`,
 		Example: "  flapjack token create --name ci\n  flapjack token list\n  flapjack token revoke tok-abc123",
-		Args:    cobra.NoArgs,
+		Args:    usageArgs(cobra.NoArgs),
 	}
 	var name, user string
 	create := &cobra.Command{
 		Use:     "create",
 		Short:   "Create a token and print it (once)",
 		Example: "  flapjack token create --name ci\n  flapjack token create --name deploy --user alice",
-		Args:    cobra.NoArgs,
+		Args:    usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkName("token", name); err != nil {
 				return err
@@ -131,7 +131,7 @@ token is shown once, when it is created.`,
 		Use:     "list",
 		Short:   "List tokens: id, name, user, prefix, created, last used",
 		Example: "  flapjack token list",
-		Args:    cobra.NoArgs,
+		Args:    usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			st, _, err := openAccounts(cmd.Context(), g)
 			if err != nil {
@@ -159,7 +159,7 @@ token is shown once, when it is created.`,
 		Use:     "revoke ID",
 		Short:   "Revoke a token for good (it stops working at once, also on a running server)",
 		Example: "  flapjack token revoke tok-abc123",
-		Args:    cobra.ExactArgs(1),
+		Args:    usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, _, err := openAccounts(cmd.Context(), g)
 			if err != nil {

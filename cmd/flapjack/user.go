@@ -16,7 +16,7 @@ func newUserCmd(g *globals) *cobra.Command {
 		Use:     "user",
 		Short:   "Create and list users (who REST tokens act as)",
 		Example: "  flapjack user create alice --org acme --token\n  flapjack user list",
-		Args:    cobra.NoArgs,
+		Args:    usageArgs(cobra.NoArgs),
 	}
 	var withToken bool
 	var orgs []string
@@ -27,7 +27,7 @@ func newUserCmd(g *globals) *cobra.Command {
 flapjack org add-member later. With --token, a token is minted for the user and
 printed on a second line; it is shown only this once.`,
 		Example: "  flapjack user create alice --org acme --token",
-		Args:    cobra.ExactArgs(1),
+		Args:    usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkName("user", args[0]); err != nil {
 				return err
@@ -87,7 +87,7 @@ printed on a second line; it is shown only this once.`,
 		Use:     "list",
 		Short:   "List users and their orgs",
 		Example: "  flapjack user list",
-		Args:    cobra.NoArgs,
+		Args:    usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			st, _, err := openAccounts(cmd.Context(), g)
 			if err != nil {
