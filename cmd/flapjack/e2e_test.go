@@ -184,31 +184,46 @@ func writeAgent(t *testing.T, body string) string {
 // is gone, so no test leaves a process behind.
 func stopRunner(t *testing.T, dataDir string) {
 	t.Helper()
+	// A runner started just before (a kick, a server's hand-over) takes the
+	// lock a few milliseconds after it was spawned: look a few times.
+	for range 5 {
+		if stopHeldRunner(t, dataDir) {
+			return
+		}
+		time.Sleep(40 * time.Millisecond)
+	}
+}
+
+// stopHeldRunner stops the runner holding the lock, if any, and reports
+// whether there was one.
+func stopHeldRunner(t *testing.T, dataDir string) bool {
+	t.Helper()
 	f, err := os.Open(filepath.Join(dataDir, "runner.lock"))
 	if err != nil {
-		return
+		return false
 	}
 	defer f.Close()
 	if syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB) == nil {
 		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		return
+		return false
 	}
 	raw, _ := os.ReadFile(f.Name())
 	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
 	if err != nil || pid <= 1 {
 		t.Errorf("runner.lock holds no pid: %q", raw)
-		return
+		return true
 	}
 	syscall.Kill(pid, syscall.SIGTERM)
 	for range 200 {
 		if syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB) == nil {
 			syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-			return
+			return true
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	syscall.Kill(pid, syscall.SIGKILL)
 	t.Errorf("runner %d did not stop on SIGTERM", pid)
+	return true
 }
 
 func newDataDir(t *testing.T) string {

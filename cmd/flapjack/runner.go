@@ -140,7 +140,19 @@ func runRunner(ctx context.Context, g *globals, idle time.Duration) error {
 	if err := os.MkdirAll(g.dataDir, 0o700); err != nil {
 		return err
 	}
-	lock, ok, err := tryLockRunner(g.dataDir)
+	// Other processes probe the lock for an instant (is a runner alive?);
+	// only a lock that stays taken means another runner.
+	var (
+		lock *runnerLock
+		ok   bool
+		err  error
+	)
+	for range 10 {
+		if lock, ok, err = tryLockRunner(g.dataDir); err != nil || ok {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err != nil {
 		return err
 	}

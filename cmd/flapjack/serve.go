@@ -192,7 +192,17 @@ func handOver(g *globals, a *app, log *slog.Logger) {
 	log.Info("handing the remaining sessions to a detached runner")
 	if err := startDetachedRunner(g); err != nil {
 		log.Error("could not start a runner", "err", err)
+		return
 	}
+	// Exit only once the successor holds the lock, so whoever stopped this
+	// server finds the sessions' runner in place (and can stop it in turn).
+	for range 100 {
+		if held, err := runnerHeld(g.dataDir); err != nil || held {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	log.Warn("the detached runner did not take the lock within 2s")
 }
 
 // runnerHolder runs the runner in this process once it can take the runner
