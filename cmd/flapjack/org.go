@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"text/tabwriter"
+	"strconv"
 
 	"github.com/spf13/cobra"
 
+	"github.com/flapjack-dev/flapjack/core"
 	"github.com/flapjack-dev/flapjack/store"
 )
 
@@ -50,23 +52,18 @@ and the CLI act as the local owner, member of every org.`,
 		Short:   "List orgs with their member counts",
 		Example: "  flapjack org list",
 		Args:    usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, _, err := openAccounts(cmd.Context(), g)
+		RunE: withAccounts(g, func(ctx context.Context, st *store.Store, _ core.Owner, _ []string) error {
+			orgs, err := st.ListOrgs(ctx)
 			if err != nil {
 				return err
 			}
-			defer st.Close()
-			orgs, err := st.ListOrgs(cmd.Context())
-			if err != nil {
-				return err
-			}
-			w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "ID\tNAME\tMEMBERS\tCREATED")
+			rows := make([][]string, 0, len(orgs))
 			for _, o := range orgs {
-				fmt.Fprintf(w, "%s\t%s\t%d\t%s\n", o.ID, o.Name, o.Members, stamp(&o.CreatedAt))
+				rows = append(rows, []string{o.ID, o.Name, strconv.Itoa(o.Members), stamp(&o.CreatedAt)})
 			}
-			return w.Flush()
-		},
+			table(g.stdout, "ID\tNAME\tMEMBERS\tCREATED", rows)
+			return nil
+		}),
 	}
 	addMember := &cobra.Command{
 		Use:     "add-member ORG USER",

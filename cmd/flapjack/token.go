@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"text/tabwriter"
 	"time"
 	"unicode"
 
@@ -34,6 +33,19 @@ func openAccounts(ctx context.Context, g *globals) (*store.Store, core.Owner, er
 		return nil, core.Owner{}, fmt.Errorf("initialising database: %w", err)
 	}
 	return st, owner, nil
+}
+
+// withAccounts runs fn on the opened accounts store and closes it after: the
+// shape of every org, user and token command.
+func withAccounts(g *globals, fn func(ctx context.Context, st *store.Store, owner core.Owner, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		st, owner, err := openAccounts(cmd.Context(), g)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		return fn(cmd.Context(), st, owner, args)
+	}
 }
 
 // findUser resolves a user id or name, with a message that says what to do.
@@ -132,27 +144,22 @@ token is shown once, when it is created.`,
 		Short:   "List tokens: id, name, user, prefix, created, last used",
 		Example: "  flapjack token list",
 		Args:    usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, _, err := openAccounts(cmd.Context(), g)
+		RunE: withAccounts(g, func(ctx context.Context, st *store.Store, _ core.Owner, _ []string) error {
+			toks, err := st.ListTokens(ctx)
 			if err != nil {
 				return err
 			}
-			defer st.Close()
-			toks, err := st.ListTokens(cmd.Context())
-			if err != nil {
-				return err
-			}
-			w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "ID\tNAME\tUSER\tPREFIX\tCREATED\tLAST USED\tSTATUS")
+			rows := make([][]string, 0, len(toks))
 			for _, t := range toks {
 				status := "active"
 				if t.RevokedAt != nil {
 					status = "revoked " + stamp(t.RevokedAt)
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s…\t%s\t%s\t%s\n", t.ID, t.Name, t.UserName, t.Prefix, stamp(&t.CreatedAt), stamp(t.LastUsedAt), status)
+				rows = append(rows, []string{t.ID, t.Name, t.UserName, t.Prefix + "…", stamp(&t.CreatedAt), stamp(t.LastUsedAt), status})
 			}
-			return w.Flush()
-		},
+			table(g.stdout, "ID\tNAME\tUSER\tPREFIX\tCREATED\tLAST USED\tSTATUS", rows)
+			return nil
+		}),
 	}
 
 	revoke := &cobra.Command{

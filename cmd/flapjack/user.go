@@ -1,13 +1,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	"github.com/flapjack-dev/flapjack/core"
 	"github.com/flapjack-dev/flapjack/store"
 )
 
@@ -88,23 +89,18 @@ printed on a second line; it is shown only this once.`,
 		Short:   "List users and their orgs",
 		Example: "  flapjack user list",
 		Args:    usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, _, err := openAccounts(cmd.Context(), g)
+		RunE: withAccounts(g, func(ctx context.Context, st *store.Store, _ core.Owner, _ []string) error {
+			users, err := st.ListUsers(ctx)
 			if err != nil {
 				return err
 			}
-			defer st.Close()
-			users, err := st.ListUsers(cmd.Context())
-			if err != nil {
-				return err
-			}
-			w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "ID\tNAME\tORGS\tCREATED")
+			rows := make([][]string, 0, len(users))
 			for _, u := range users {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", u.ID, u.Name, strings.Join(u.OrgIDs, ","), stamp(&u.CreatedAt))
+				rows = append(rows, []string{u.ID, u.Name, strings.Join(u.OrgIDs, ","), stamp(&u.CreatedAt)})
 			}
-			return w.Flush()
-		},
+			table(g.stdout, "ID\tNAME\tORGS\tCREATED", rows)
+			return nil
+		}),
 	}
 	cmd.AddCommand(create, list)
 	return cmd
