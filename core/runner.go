@@ -338,10 +338,36 @@ func (r *Runner) prepareAndRun(ctx context.Context, log *slog.Logger, rt Runtime
 		}
 		return
 	}
-	ss, m2, ok := r.startMessage(ctx, log, ss, m, start)
-	if ok {
-		spec.Session, spec.Message, spec.RunID = ss, m2, *m2.CursorRunID
-		r.execute(ctx, log, rt, spec)
+	ss2, m2, ok := r.startMessage(ctx, log, ss, m, start)
+	if !ok {
+		r.abandonStart(ctx, log, rt, ss.ID, start)
+		return
+	}
+	spec.Session, spec.Message, spec.RunID = ss2, m2, *m2.CursorRunID
+	r.execute(ctx, log, rt, spec)
+}
+
+// abandonStart stops an upstream run that Prepare set up but that could not be
+// recorded because the session was cancelled or archived meanwhile; otherwise
+// nothing would ever stop it. A start lost to another kind of race is simply
+// tried again by the caller's loop (Prepare finds what it made).
+func (r *Runner) abandonStart(ctx context.Context, log *slog.Logger, rt Runtime, id string, start RunStart) {
+	if start == (RunStart{}) {
+		return
+	}
+	cur, err := r.cfg.Store.GetSession(ctx, id)
+	if err != nil || (cur.Status.Active() && !cur.Archived) {
+		return
+	}
+	if start.CursorAgentID != "" {
+		cur.CursorAgentID = &start.CursorAgentID
+	}
+	if start.RunID != "" {
+		cur.LatestRunID = &start.RunID
+	}
+	recorded := func(context.Context) error { return nil } // the session already says so
+	if err := rt.Cancel(ctx, cur, recorded); err != nil {
+		log.Warn("runner: could not stop an upstream run whose session ended before it started", "run", start.RunID, "err", err)
 	}
 }
 

@@ -25,6 +25,10 @@ type fakeRuntime struct {
 	notReady error
 	// start is what Prepare returns.
 	start core.RunStart
+	// onPrepare runs inside Prepare, before it returns.
+	onPrepare func()
+	// cancels records the sessions Cancel was called with.
+	cancels []core.Session
 	// prepareErr fails Prepare when set.
 	prepareErr error
 	// run decides how an Execute behaves; nil finishes at once.
@@ -41,9 +45,14 @@ func (f *fakeRuntime) Ready() error {
 }
 func (f *fakeRuntime) Prepare(_ context.Context, spec core.RunSpec) (core.RunStart, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	hook := f.onPrepare
 	f.prepared = append(f.prepared, spec.Message.ID)
-	return f.start, f.prepareErr
+	start, err := f.start, f.prepareErr
+	f.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	return start, err
 }
 
 func (f *fakeRuntime) Execute(ctx context.Context, spec core.RunSpec, sink core.RunSink) (core.RunOutcome, error) {
@@ -58,7 +67,10 @@ func (f *fakeRuntime) Execute(ctx context.Context, spec core.RunSpec, sink core.
 	return run(ctx, spec, sink)
 }
 
-func (f *fakeRuntime) Cancel(ctx context.Context, _ core.Session, mark func(context.Context) error) error {
+func (f *fakeRuntime) Cancel(ctx context.Context, s core.Session, mark func(context.Context) error) error {
+	f.mu.Lock()
+	f.cancels = append(f.cancels, s)
+	f.mu.Unlock()
 	return mark(ctx)
 }
 func (f *fakeRuntime) Archive(context.Context, core.Session) error { return nil }
@@ -448,5 +460,48 @@ func TestRunnerLeavesDetachedRunsToTheNextRunner(t *testing.T) {
 	d = h.waitStatus(t, st.SessionID, core.StatusFinished)
 	if r := d.Messages[0].ResultText; r == nil || *r != "resumed "+*d.LatestRunID {
 		t.Errorf("result = %v, want the adopted run's", r)
+	}
+}
+
+// TestRunnerStopsAnUpstreamRunItCouldNotRecord: a cancel that lands while
+// Prepare creates the upstream run wins the race to record; the runner then
+// stops the run Prepare made instead of leaving it going upstream.
+func TestRunnerStopsAnUpstreamRunItCouldNotRecord(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	var id string
+	h.rt.start = core.RunStart{RunID: "run-upstream-9", CursorAgentID: "bc-9"}
+	h.rt.onPrepare = func() {
+		if _, err := h.svc.Cancel(ctx, h.actor, id); err != nil {
+			t.Errorf("cancel during Prepare: %v", err)
+		}
+	}
+	st, _ := h.svc.StartSession(ctx, h.actor, core.StartSessionInput{CodeAgentID: h.agent.ID, Prompt: "x"})
+	id = st.SessionID
+	h.runRunner(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		h.rt.mu.Lock()
+		var upstream []core.Session
+		for _, c := range h.rt.cancels {
+			if c.LatestRunID != nil && *c.LatestRunID == "run-upstream-9" && c.CursorAgentID != nil && *c.CursorAgentID == "bc-9" {
+				upstream = append(upstream, c)
+			}
+		}
+		h.rt.mu.Unlock()
+		if len(upstream) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the run Prepare made was cancelled %d times, want once", len(upstream))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(h.rt.specs()) != 0 {
+		t.Error("the cancelled session's run was executed")
+	}
+	d := h.waitStatus(t, st.SessionID, core.StatusCancelled)
+	if d.LatestRunID != nil {
+		t.Errorf("latest_run_id = %v; the abandoned run must not be recorded", *d.LatestRunID)
 	}
 }
