@@ -375,3 +375,29 @@ func TestRunnerExpiresWorkspaces(t *testing.T) {
 	}
 	close(release)
 }
+
+// TestRunnerRunTimeoutStopsADetachedRun: a runtime that answers a context end
+// by detaching (the cloud runtime) still has its timed-out run cancelled and
+// recorded as timed out, not left to a next runner.
+func TestRunnerRunTimeoutStopsADetachedRun(t *testing.T) {
+	h := newHarness(t)
+	h.rt.start = core.RunStart{RunID: "run-up-7"}
+	h.rt.run = func(ctx context.Context, spec core.RunSpec, sink core.RunSink) (core.RunOutcome, error) {
+		<-ctx.Done()
+		return core.RunOutcome{Detached: true}, nil
+	}
+	h.runWith(t, core.RunnerConfig{Limits: map[string]core.RunLimits{"local": {RunTimeout: 200 * time.Millisecond}}}, nil)
+	st, err := h.svc.StartSession(context.Background(), h.actor, core.StartSessionInput{CodeAgentID: h.agent.ID, Prompt: "slow"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := h.waitStatus(t, st.SessionID, core.StatusError)
+	if d.Error == nil || *d.Error != "the run timed out: it was stopped after 200ms" {
+		t.Errorf("session error %v", d.Error)
+	}
+	h.rt.mu.Lock()
+	defer h.rt.mu.Unlock()
+	if len(h.rt.cancels) != 1 || h.rt.cancels[0].LatestRunID == nil || *h.rt.cancels[0].LatestRunID != "run-up-7" {
+		t.Errorf("cancels = %d, want one for run-up-7", len(h.rt.cancels))
+	}
+}

@@ -444,11 +444,18 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, rt Runtime, spec
 	timedOut := lv.end()
 	<-watchDone
 	if timedOut {
+		if err == nil && out.Detached {
+			// The runtime let go of a run that goes on upstream; a timed-out
+			// run must stop there too.
+			if cerr := rt.Cancel(context.WithoutCancel(ctx), spec.Session, func(context.Context) error { return nil }); cerr != nil {
+				log.Warn("runner: could not stop a timed-out upstream run", "run", spec.RunID, "err", cerr)
+			}
+		}
 		// Keep what the runtime reported (a pushed branch, a PR) but say why it ended.
 		if err != nil {
 			out, err = RunOutcome{}, nil
 		}
-		out.Status, out.Error = MessageError, lv.timeoutError()
+		out.Status, out.Error, out.Detached = MessageError, lv.timeoutError(), false
 	}
 	if werr := w.Close(); werr != nil {
 		log.Error("runner: writing events", "err", werr)
