@@ -23,7 +23,7 @@ func BenchmarkEventWriterAppend(b *testing.B) {
 	var total int
 	start := time.Now()
 	for b.Loop() {
-		w := core.NewEventWriter(h.st, st.SessionID, "")
+		w := core.NewEventWriter(h.st, st.SessionID, nil)
 		for range perRun {
 			w.Emit(core.EventInput{MessageID: st.MessageID, Type: core.EventAssistant, Payload: payload, CreatedAt: time.Now()})
 		}

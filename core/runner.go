@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 )
@@ -30,6 +29,9 @@ type RunnerConfig struct {
 	WorkspaceTTL time.Duration
 	// SweepInterval is how often expiry is checked (default DefaultSweepInterval).
 	SweepInterval time.Duration
+	// Redactor hides secrets in events, errors and logs; each run's Cursor
+	// key is added to it while the run lasts.
+	Redactor *Redactor
 }
 
 // Runner drives active sessions: it moves them through the state machine, runs
@@ -55,6 +57,10 @@ func NewRunner(cfg RunnerConfig) *Runner {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 100 * time.Millisecond
 	}
+	if cfg.Redactor == nil {
+		cfg.Redactor = NewRedactor()
+	}
+	cfg.Logger = slog.New(RedactHandler(cfg.Logger.Handler(), cfg.Redactor))
 	r := &Runner{cfg: cfg, driving: map[string]bool{}, gates: map[string]*runGate{}}
 	for name, l := range cfg.Limits {
 		if l.MaxConcurrent > 0 {
@@ -331,6 +337,7 @@ func (r *Runner) apply(ctx context.Context, log *slog.Logger, ch Change) bool {
 // Prepare returned, in the same transaction) and executes it.
 func (r *Runner) prepareAndRun(ctx context.Context, log *slog.Logger, rt Runtime, ss Session, m Message, msgs []Message) {
 	spec := r.spec(ss, m, msgs, false)
+	defer r.cfg.Redactor.Add(spec.CursorAPIKey)()
 	start, err := rt.Prepare(ctx, spec)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -416,6 +423,7 @@ func (r *Runner) endSession(ctx context.Context, log *slog.Logger, ss Session, t
 	now := r.cfg.Clock.Now()
 	prev := ss.Status
 	ss.Status, ss.CompletedAt, ss.RunHandle = to, &now, ""
+	reason = r.cfg.Redactor.String(reason)
 	if reason != "" {
 		ss.Error = &reason
 	}
@@ -428,7 +436,8 @@ const watchInterval = 250 * time.Millisecond
 
 // execute runs one message through its runtime and records the outcome.
 func (r *Runner) execute(ctx context.Context, log *slog.Logger, rt Runtime, spec RunSpec) {
-	w := NewEventWriter(r.cfg.Store, spec.Session.ID, spec.CursorAPIKey)
+	defer r.cfg.Redactor.Add(spec.CursorAPIKey)()
+	w := NewEventWriter(r.cfg.Store, spec.Session.ID, r.cfg.Redactor)
 	sink := &runSink{writer: w, store: r.cfg.Store, sessionID: spec.Session.ID}
 	// The run's context ends at the runtime's time limit; a stall watch logs
 	// quiet spells.
@@ -438,6 +447,14 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, rt Runtime, spec
 	go func() {
 		defer close(watchDone)
 		r.watch(runCtx, cancel, spec.Session.ID)
+	}()
+	// A log that cannot be written stops the run: going on would lose events.
+	go func() {
+		select {
+		case <-w.Failed():
+			cancel()
+		case <-runCtx.Done():
+		}
 	}()
 	started := time.Now()
 	out, err := rt.Execute(runCtx, spec, lv.sink)
@@ -459,6 +476,14 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, rt Runtime, spec
 	}
 	if werr := w.Close(); werr != nil {
 		log.Error("runner: writing events", "err", werr)
+		// Nothing after the lost batch was written, and the run was stopped
+		// (upstream too: a run left going would write to nobody).
+		if err == nil && out.Detached && !timedOut {
+			if cerr := rt.Cancel(context.WithoutCancel(ctx), spec.Session, func(context.Context) error { return nil }); cerr != nil {
+				log.Warn("runner: could not stop an upstream run whose events cannot be stored", "run", spec.RunID, "err", cerr)
+			}
+		}
+		out, err = RunOutcome{Status: MessageError, Error: werr.Error() + "; the run was stopped so that no event is lost silently; send a follow-up to continue"}, nil
 	}
 	if err == nil && out.Detached {
 		log.Info("runner: left a run to the next runner", "message", spec.Message.ID)
@@ -477,8 +502,6 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, rt Runtime, spec
 	if out.DurationMS == 0 {
 		out.DurationMS = time.Since(started).Milliseconds()
 	}
-	out.Error = redact(out.Error, spec.CursorAPIKey)
-	out.ResultText = redact(out.ResultText, spec.CursorAPIKey)
 	r.finish(context.Background(), log, spec.Session.ID, spec.Message.ID, out, r.cfg.Clock.Now())
 }
 
@@ -504,6 +527,10 @@ func (r *Runner) watch(ctx context.Context, cancel context.CancelFunc, id string
 // finish records a run's outcome on its message and, unless more messages are
 // queued, ends the session with it. It retries lost races.
 func (r *Runner) finish(ctx context.Context, log *slog.Logger, sessionID, messageID string, out RunOutcome, now time.Time) {
+	// Whatever a runtime or upstream said goes through the redactor, on every
+	// path (a failed Prepare as much as a finished run).
+	out.Error, out.ResultText = r.cfg.Redactor.String(out.Error), r.cfg.Redactor.String(out.ResultText)
+	out.PRURL, out.PRBranch = r.cfg.Redactor.String(out.PRURL), r.cfg.Redactor.String(out.PRBranch)
 	for range maxRetries {
 		ss, err := r.cfg.Store.GetSession(ctx, sessionID)
 		if err != nil {
@@ -592,13 +619,6 @@ func applyMessages(msgs, updated []Message) []Message {
 }
 
 func ptr[T any](v T) *T { return &v }
-
-func redact(s, secret string) string {
-	if secret == "" {
-		return s
-	}
-	return strings.ReplaceAll(s, secret, "[REDACTED]")
-}
 
 // runSink is the RunSink a runtime writes to.
 type runSink struct {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Defaults of the spec.
@@ -36,6 +37,9 @@ type ServiceConfig struct {
 	// DefaultCursorKey is CURSOR_API_KEY from the server's environment, used when
 	// a start request carries no key, so a key need not pass through a model.
 	DefaultCursorKey string
+	// Redactor hides secrets in everything the Service returns or logs; the
+	// Service adds each session's key to it while it handles that session.
+	Redactor *Redactor
 	// Kick is called after work was queued so that a runner picks it up.
 	Kick   func()
 	Logger *slog.Logger
@@ -62,7 +66,25 @@ func NewService(cfg ServiceConfig) *Service {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Redactor == nil {
+		cfg.Redactor = NewRedactor()
+	}
+	cfg.Logger = slog.New(RedactHandler(cfg.Logger.Handler(), cfg.Redactor))
 	return &Service{cfg: cfg}
+}
+
+// holdKey makes the session's Cursor key known to the redactor while an
+// operation on the session runs, so nothing it returns or logs carries it in
+// any form (an upstream that echoes the Authorization header, say).
+func (s *Service) holdKey(ss Session) (release func()) {
+	if ss.CursorKeyCiphertext == nil || s.cfg.Box == nil {
+		return func() {}
+	}
+	key, err := s.cfg.Box.Open(ss.CursorKeyCiphertext, PurposeCursorKey, ss.OrgID, ss.ID)
+	if err != nil {
+		return func() {}
+	}
+	return s.cfg.Redactor.Add(string(key))
 }
 
 // RuntimeNames lists the configured runtimes, sorted.
@@ -468,9 +490,10 @@ func (s *Service) StartSession(ctx context.Context, a Actor, in StartSessionInpu
 	if key == "" {
 		key = s.cfg.DefaultCursorKey
 	}
-	if err := validateKey(key); err != nil {
+	if err := validateKey(key, in.CursorAPIKey == ""); err != nil {
 		return StartResult{}, err
 	}
+	defer s.cfg.Redactor.Add(key)()
 	if key == "" && (rt.NeedsCursorKey() || in.RequireKey) {
 		return StartResult{}, invalid("cursorApiKey", "is required for the %s runtime: pass cursorApiKey, or set CURSOR_API_KEY in the environment of the flapjack server", rt.Name())
 	}
@@ -531,14 +554,27 @@ func pick(override *bool, def bool) bool {
 	return def
 }
 
-func validateKey(k string) error {
+// validateKey checks a Cursor key's shape without ever quoting it. fromEnv
+// says the key is the server's CURSOR_API_KEY, so the message can say where
+// to fix it.
+func validateKey(k string, fromEnv bool) error {
+	if k == "" {
+		return nil
+	}
+	what := "must"
+	if fromEnv {
+		what = "comes from CURSOR_API_KEY in the environment of the flapjack server, and it must"
+	}
 	if len(k) > MaxKeyChars {
-		return invalid("cursorApiKey", "must be at most %d characters", MaxKeyChars)
+		return invalid("cursorApiKey", "%s be at most %d characters", what, MaxKeyChars)
 	}
 	for _, r := range k {
 		if r <= 0x20 || r == 0x7f {
-			return invalid("cursorApiKey", "must not contain spaces or control characters")
+			return invalid("cursorApiKey", "%s not contain spaces or control characters", what)
 		}
+	}
+	if utf8.RuneCountInString(k) < MinCursorKeyLen {
+		return invalid("cursorApiKey", "%s be at least %d characters long; it is not a Cursor API key", what, MinCursorKeyLen)
 	}
 	return nil
 }
@@ -697,6 +733,7 @@ func (s *Service) Cancel(ctx context.Context, a Actor, id string) (CancelResult,
 	if err := CheckOperation(OpCancel, ss.Status, ss.Archived); err != nil {
 		return CancelResult{}, err
 	}
+	defer s.holdKey(ss)()
 	rt := s.cfg.Runtimes[ss.Runtime]
 	mark := func(ctx context.Context) error {
 		return s.update(ctx, a, id, func(cur *Session, msgs []Message) (Change, error) {
@@ -727,9 +764,9 @@ func (s *Service) Cancel(ctx context.Context, a Actor, id string) (CancelResult,
 	if err != nil {
 		var e *Error
 		if errors.As(err, &e) {
-			return CancelResult{}, e
+			return CancelResult{}, s.cfg.Redactor.Error(e)
 		}
-		return CancelResult{}, s.internal(ctx, "cancel", err)
+		return CancelResult{}, s.cfg.Redactor.Error(s.internal(ctx, "cancel", err))
 	}
 	s.kickForWebhook(ss)
 	return CancelResult{OK: true, Status: StatusCancelled}, nil
@@ -748,11 +785,12 @@ func (s *Service) Archive(ctx context.Context, a Actor, id string) (ArchiveResul
 	if err := CheckOperation(OpArchive, ss.Status, ss.Archived); err != nil {
 		return ArchiveResult{}, err
 	}
+	defer s.holdKey(ss)()
 	if rt := s.cfg.Runtimes[ss.Runtime]; rt != nil {
 		if err := rt.Archive(ctx, ss); err != nil {
 			var e *Error
 			if errors.As(err, &e) {
-				return ArchiveResult{}, e
+				return ArchiveResult{}, s.cfg.Redactor.Error(e)
 			}
 			s.cfg.Logger.WarnContext(ctx, "archive failed", "session", id, "err", err)
 			return ArchiveResult{}, Errorf(CodeArchiveFailed, "archiving the session's %s resources failed; retry", ss.Runtime)

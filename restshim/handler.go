@@ -29,6 +29,9 @@ type Options struct {
 	// Events may be written by a runner in another process, so there is
 	// nothing to wait on.
 	StreamPoll time.Duration
+	// Redactor is the last net over error messages on their way out (the
+	// Service already redacts at the source); nil redacts nothing more.
+	Redactor *core.Redactor
 }
 
 // Route is one operation of the API.
@@ -223,7 +226,7 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	if e.Code == core.CodeInternal {
 		h.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", errors.Unwrap(e))
 	}
-	writeErrorBody(w, e.Code.HTTPStatus(), string(e.Code), e.Message)
+	writeErrorBody(w, e.Code.HTTPStatus(), string(e.Code), h.opts.Redactor.String(e.Message))
 }
 
 // errorBody is the API's error object.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,6 +24,8 @@ type app struct {
 	// defaultRuntime runs templates that name none (FLAPJACK_RUNTIME, default cloud).
 	defaultRuntime string
 	svc            *core.Service
+	// redactor is the process's (globals.redactor), shared by service and runner.
+	redactor *core.Redactor
 }
 
 // ownerActor is the local owner: member of every org. MCP and local CLI act as it.
@@ -64,6 +67,8 @@ func (a *app) init(ctx context.Context, g *globals, kick func()) error {
 	if a.box, err = core.NewBox(master); err != nil {
 		return err
 	}
+	g.redactor.Add(base64.StdEncoding.EncodeToString(master))
+	a.redactor = g.redactor
 	a.runtimes, err = buildRuntimes(g, a.dataDir, a.box, a.store)
 	if err != nil {
 		return err
@@ -80,6 +85,7 @@ func (a *app) init(ctx context.Context, g *globals, kick func()) error {
 		DefaultCursorKey: os.Getenv("CURSOR_API_KEY"),
 		Kick:             kick,
 		Logger:           g.logger,
+		Redactor:         g.redactor,
 		Webhooks:         loudWebhookPolicy(g),
 	})
 	return nil

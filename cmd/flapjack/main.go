@@ -17,6 +17,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/flapjack-dev/flapjack/core"
 )
 
 func main() {
@@ -33,6 +35,23 @@ type globals struct {
 	stdout      io.Writer
 	stderr      io.Writer
 	logger      *slog.Logger
+	// redactor hides every secret in play (keys from the environment, the
+	// master key, each session's key while it is handled) from every log
+	// record and from what the Service and runner return and store.
+	redactor *core.Redactor
+}
+
+// secretEnv names the variables whose values are secrets wherever they show up.
+var secretEnv = []string{"CURSOR_API_KEY", "GITHUB_TOKEN", "GH_TOKEN", "FLAPJACK_MASTER_KEY", "FLAPJACK_TOKEN",
+	"ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY"}
+
+// newRedactor builds the process's redactor from the secrets in its environment.
+func newRedactor() *core.Redactor {
+	r := core.NewRedactor()
+	for _, name := range secretEnv {
+		r.Add(os.Getenv(name))
+	}
+	return r
 }
 
 // run executes the command line and returns the exit status.
@@ -112,7 +131,10 @@ func (g *globals) setup() error {
 	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
 		return usageError{fmt.Errorf("--log-level: %q is not one of debug, info, warn, error", g.logLevel)}
 	}
-	g.logger = slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level}))
+	if g.redactor == nil {
+		g.redactor = newRedactor()
+	}
+	g.logger = slog.New(core.RedactHandler(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level}), g.redactor))
 	if g.dataDir == "" {
 		return usageError{errors.New("--data-dir: no data directory (set FLAPJACK_DATA_DIR or HOME)")}
 	}
@@ -131,7 +153,7 @@ func (g *globals) quietUnlessAsked() {
 	if g.logLevelSet {
 		return
 	}
-	g.logger = slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	g.logger = slog.New(core.RedactHandler(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}), g.redactor))
 }
 
 // envOr returns the environment variable's value, or def when it is unset.

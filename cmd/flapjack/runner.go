@@ -174,6 +174,7 @@ func runRunner(ctx context.Context, g *globals, idle time.Duration) error {
 			Runtimes:    a.runtimes,
 			Logger:      g.logger,
 			IdleTimeout: idle,
+			Redactor:    a.redactor,
 		}))
 		stopHooks := startDeliveries(a, g.logger)
 		err := r.Run(ctx)

@@ -112,6 +112,7 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 		DefaultCursorKey: os.Getenv("CURSOR_API_KEY"),
 		Kick:             holder.kick,
 		Logger:           logger,
+		Redactor:         a.redactor,
 		Webhooks:         webhookPolicy(),
 	})
 
@@ -132,7 +133,7 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 		return err
 	}
 
-	api := restshim.New(svc, restshim.NewTokenAuthenticator(cache, logger), restshim.Options{Logger: logger, Heartbeat: c.heartbeat})
+	api := restshim.New(svc, restshim.NewTokenAuthenticator(cache, logger), restshim.Options{Logger: logger, Heartbeat: c.heartbeat, Redactor: a.redactor})
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: c.readHeaderTimeout,
@@ -241,7 +242,7 @@ func (h *runnerHolder) run(ctx context.Context, a *app) {
 		if ok {
 			h.held.Store(true)
 			h.log.Info("runner started in this process", "pid", os.Getpid())
-			r := core.NewRunner(withLocalLimits(core.RunnerConfig{Store: a.store, Box: a.box, Runtimes: a.runtimes, Logger: h.log}))
+			r := core.NewRunner(withLocalLimits(core.RunnerConfig{Store: a.store, Box: a.box, Runtimes: a.runtimes, Logger: h.log, Redactor: a.redactor}))
 			stopHooks := startDeliveries(a, h.log)
 			r.Run(ctx)
 			stopHooks()

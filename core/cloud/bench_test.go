@@ -95,7 +95,7 @@ func BenchmarkIngestRun(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		w := core.NewEventWriter(st, ss.ID, fakeKey)
+		w := core.NewEventWriter(st, ss.ID, core.NewRedactor(fakeKey))
 		out, err := rt.Execute(ctx, spec, writerSink{w})
 		if err != nil || out.Status != core.MessageFinished {
 			b.Fatalf("outcome %+v, %v", out, err)

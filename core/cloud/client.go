@@ -15,6 +15,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/flapjack-dev/flapjack/core"
 )
 
 // Client defaults. Cursor documents no timeouts; these are what a user waiting
@@ -66,6 +70,7 @@ type Client struct {
 	base        *url.URL
 	auth        string
 	key         string
+	redactor    *core.Redactor
 	http        *http.Client
 	userAgent   string
 	timeout     time.Duration
@@ -84,6 +89,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		base:        base,
 		auth:        "Basic " + base64.StdEncoding.EncodeToString([]byte(cfg.APIKey+":")),
 		key:         cfg.APIKey,
+		redactor:    core.NewRedactor(cfg.APIKey),
 		http:        cfg.HTTPClient,
 		userAgent:   cfg.UserAgent,
 		timeout:     cfg.RequestTimeout,
@@ -202,7 +208,10 @@ func (c *Client) readAPIError(resp *http.Response) *APIError {
 		} `json:"error"`
 	}
 	if json.Unmarshal(raw, &body) == nil {
-		e.Code, e.Message = body.Error.Code, c.redact(body.Error.Message)
+		// Never passed through raw: an upstream may echo the request's
+		// Authorization header in either field.
+		e.Code = upstreamText(c.redact(body.Error.Code), maxUpstreamCode)
+		e.Message = upstreamText(c.redact(body.Error.Message), maxUpstreamMessage)
 	}
 	if e.Message == "" {
 		e.Message = http.StatusText(resp.StatusCode)
@@ -228,12 +237,29 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	return 0
 }
 
-// redact keeps the key out of anything the server echoes back.
-func (c *Client) redact(s string) string {
-	if len(c.key) < 8 {
-		return s
+// Bounds of what an upstream error may put into flapjack's errors and events.
+const (
+	maxUpstreamCode    = 64
+	maxUpstreamMessage = 500
+)
+
+// redact keeps the key, in every form it takes, out of anything the server
+// echoes back.
+func (c *Client) redact(s string) string { return c.redactor.String(s) }
+
+// upstreamText makes an upstream string safe to store and show: valid UTF-8,
+// control characters as spaces, at most max runes.
+func upstreamText(s string, max int) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(s, "\uFFFD"))
+	if utf8.RuneCountInString(s) > max {
+		s = string([]rune(s)[:max]) + "…"
 	}
-	return strings.ReplaceAll(s, c.key, "[REDACTED]")
+	return s
 }
 
 // backoff is the wait before retry number attempt (0-based) when the server
