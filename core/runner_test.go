@@ -325,7 +325,7 @@ func TestRunnerAdoptsOrphanedRun(t *testing.T) {
 func TestServiceCancelAndArchiveRules(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
-	st, _ := h.svc.StartSession(ctx, h.actor, core.StartSessionInput{CodeAgentID: h.agent.ID, Prompt: "x", CursorAPIKey: "cursor_secret"})
+	st, _ := h.svc.StartSession(ctx, h.actor, core.StartSessionInput{CodeAgentID: h.agent.ID, Prompt: "x", CursorAPIKey: "cursor_secret_0123456789"})
 	if _, err := h.svc.Archive(ctx, h.actor, st.SessionID); core.ErrorCode(err) != core.CodeSessionActive {
 		t.Errorf("archive pending = %v, want SESSION_ACTIVE", err)
 	}

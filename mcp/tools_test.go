@@ -146,7 +146,7 @@ func TestSessionTools(t *testing.T) {
 	start := callOK[core.StartResult](e, "flapjack_start_code_session", map[string]any{
 		"codeAgentId":  ag.ID,
 		"prompt":       "Fix the login bug",
-		"cursorApiKey": "key_123",
+		"cursorApiKey": "key_1234567890abcdef",
 		"orgId":        e.owner.OrgID,
 		"repoUrl":      "https://github.com/acme/other",
 		"startingRef":  "dev",

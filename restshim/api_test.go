@@ -282,7 +282,7 @@ func TestStartRequiresCursorKey(t *testing.T) {
 		t.Errorf("a refused start created %d sessions", len(list))
 	}
 
-	withKey := newEnv(t, func(_ *Options, c *core.ServiceConfig) { c.DefaultCursorKey = "cursor_from_env" })
+	withKey := newEnv(t, func(_ *Options, c *core.ServiceConfig) { c.DefaultCursorKey = "cursor_from_env_0123456789" })
 	agentID = withKey.agent()
 	if r := withKey.do("POST", "/api/code-sessions", withKey.token, map[string]any{"codeAgentId": agentID, "prompt": "x"}); r.status != 201 {
 		t.Errorf("start with CURSOR_API_KEY on the server = %d %s", r.status, r.body)

@@ -306,7 +306,7 @@ func (e *env) agent() string {
 func (e *env) start(agentID, prompt string) core.StartResult {
 	e.t.Helper()
 	var st core.StartResult
-	e.must(201, "POST", "/api/code-sessions", map[string]any{"codeAgentId": agentID, "prompt": prompt, "cursorApiKey": "cursor_test"}, &st)
+	e.must(201, "POST", "/api/code-sessions", map[string]any{"codeAgentId": agentID, "prompt": prompt, "cursorApiKey": "cursor_test_0123456789"}, &st)
 	return st
 }
 

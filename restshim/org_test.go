@@ -23,7 +23,7 @@ func TestOrgIsolation(t *testing.T) {
 		t.Fatalf("alice's agent: %d %s", r.status, r.body)
 	}
 	var stA core.StartResult
-	r = e.do("POST", "/api/code-sessions", alice, map[string]any{"codeAgentId": agA.ID, "prompt": "block", "cursorApiKey": "k"})
+	r = e.do("POST", "/api/code-sessions", alice, map[string]any{"codeAgentId": agA.ID, "prompt": "block", "cursorApiKey": "key_0123456789abcdef"})
 	r.decode(t, &stA)
 	if r.status != 201 {
 		t.Fatalf("alice's start: %d %s", r.status, r.body)
@@ -40,7 +40,7 @@ func TestOrgIsolation(t *testing.T) {
 		{"GET", "/api/code-agents/" + agA.ID, ""},
 		{"PATCH", "/api/code-agents/" + agA.ID, `{"name":"mine"}`},
 		{"DELETE", "/api/code-agents/" + agA.ID, ""},
-		{"POST", "/api/code-sessions", `{"codeAgentId":"` + agA.ID + `","prompt":"x","cursorApiKey":"k"}`},
+		{"POST", "/api/code-sessions", `{"codeAgentId":"` + agA.ID + `","prompt":"x","cursorApiKey":"key_0123456789abcdef"}`},
 		{"GET", sess, ""},
 		{"PATCH", sess, `{"webhookUrl":"https://x.example.com/"}`},
 		{"POST", sess + "/messages", `{"prompt":"x"}`},
@@ -127,10 +127,10 @@ func TestMultiOrgUserMustNameTheOrg(t *testing.T) {
 		t.Errorf("carol's agents in A: %+v", list)
 	}
 	// Start takes orgId too; a template of another org than the one named is 404.
-	if r := e.do("POST", "/api/code-sessions", carol, map[string]any{"codeAgentId": ag.ID, "prompt": "x", "cursorApiKey": "k", "orgId": orgA}); r.status != 404 {
+	if r := e.do("POST", "/api/code-sessions", carol, map[string]any{"codeAgentId": ag.ID, "prompt": "x", "cursorApiKey": "key_0123456789abcdef", "orgId": orgA}); r.status != 404 {
 		t.Errorf("start naming the wrong org = %d %s", r.status, r.body)
 	}
-	if r := e.do("POST", "/api/code-sessions", carol, map[string]any{"codeAgentId": ag.ID, "prompt": "x", "cursorApiKey": "k"}); r.status != 201 {
+	if r := e.do("POST", "/api/code-sessions", carol, map[string]any{"codeAgentId": ag.ID, "prompt": "x", "cursorApiKey": "key_0123456789abcdef"}); r.status != 201 {
 		t.Errorf("start of carol's own template = %d %s", r.status, r.body)
 	}
 

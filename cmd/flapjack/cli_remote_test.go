@@ -24,7 +24,7 @@ func remoteCLI(t *testing.T, agentEnv string) (local *cli, remote *cli, serverUR
 		t.Fatal("no token created")
 	}
 	// The REST API wants a Cursor key on start; the CLI sends CURSOR_API_KEY.
-	remote = &cli{t: t, env: append(append([]string{}, local.env...), "FLAPJACK_SERVER="+p.url, "FLAPJACK_TOKEN="+token, "CURSOR_API_KEY=cursor_cli_test")}
+	remote = &cli{t: t, env: append(append([]string{}, local.env...), "FLAPJACK_SERVER="+p.url, "FLAPJACK_TOKEN="+token, "CURSOR_API_KEY=cursor_cli_test_0123456789")}
 	return local, remote, p.url
 }
 

@@ -565,7 +565,7 @@ func TestServeShutsDownGracefully(t *testing.T) {
 	_, b := s.call(t, "POST", "/api/code-agents", token, map[string]any{"defaultRepoUrl": makeRepo(t)})
 	var ag struct{ ID string }
 	json.Unmarshal(b, &ag)
-	_, b = s.call(t, "POST", "/api/code-sessions", token, map[string]any{"codeAgentId": ag.ID, "prompt": "please sleep", "cursorApiKey": "cursor_x"})
+	_, b = s.call(t, "POST", "/api/code-sessions", token, map[string]any{"codeAgentId": ag.ID, "prompt": "please sleep", "cursorApiKey": "cursor_x_0123456789ab"})
 	var st struct {
 		SessionID string `json:"session_id"`
 	}

@@ -386,7 +386,7 @@ func TestUnsafeWebhookURLsAreRefusedOverRESTAndMCP(t *testing.T) {
 		t.Fatalf("create agent: %d %s", status, body)
 	}
 	for _, u := range []string{"https://169.254.169.254/latest/meta-data/", "https://[::ffff:127.0.0.1]/", "https://2130706433/", "http://hooks.example.com/"} {
-		status, body := srv.call(t, "POST", "/api/code-sessions", token, map[string]any{"codeAgentId": ag.ID, "prompt": "x", "cursorApiKey": "k", "webhookUrl": u})
+		status, body := srv.call(t, "POST", "/api/code-sessions", token, map[string]any{"codeAgentId": ag.ID, "prompt": "x", "cursorApiKey": "key_0123456789abcdef", "webhookUrl": u})
 		if status != 400 || !strings.Contains(string(body), `"code":"VALIDATION_ERROR"`) || !strings.Contains(string(body), "webhookUrl") {
 			t.Errorf("REST start with %s: %d %s", u, status, body)
 		}

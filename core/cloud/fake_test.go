@@ -160,6 +160,8 @@ func loadScenario(t testing.TB, name string) scenario {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// In a JSON file a backslash is itself escaped.
+	raw = []byte(keyEchoes(true).Replace(string(raw)))
 	var s scenario
 	if err := json.Unmarshal(raw, &s); err != nil {
 		t.Fatalf("scenario %s: %v", name, err)
@@ -172,6 +174,27 @@ func loadScenario(t testing.TB, name string) scenario {
 	return s
 }
 
+// keyEchoes fills in the forms of the fake's key that a hostile upstream
+// echoes: $KEY, $BASIC (the Authorization header), $KEY_JSON (every character
+// \u-escaped), $KEY_URL (every byte %-escaped), $KEY_B64. inJSON doubles the
+// backslashes, for placeholders inside a JSON file's strings.
+func keyEchoes(inJSON bool) *strings.Replacer {
+	var esc, pct strings.Builder
+	for _, r := range fakeKey {
+		fmt.Fprintf(&esc, `\u%04x`, r)
+	}
+	for i := 0; i < len(fakeKey); i++ {
+		fmt.Fprintf(&pct, "%%%02X", fakeKey[i])
+	}
+	jsonForm := esc.String()
+	if inJSON {
+		jsonForm = strings.ReplaceAll(jsonForm, `\`, `\\`)
+	}
+	return strings.NewReplacer("$KEY_JSON", jsonForm, "$KEY_URL", pct.String(),
+		"$KEY_B64", base64.StdEncoding.EncodeToString([]byte(fakeKey)),
+		"$BASIC", "Basic "+base64.StdEncoding.EncodeToString([]byte(fakeKey+":")), "$KEY", fakeKey)
+}
+
 // loadStream splits a .sse file into event blocks and directives.
 func loadStream(t testing.TB, file string) []streamItem {
 	t.Helper()
@@ -179,6 +202,7 @@ func loadStream(t testing.TB, file string) []streamItem {
 	if err != nil {
 		t.Fatal(err)
 	}
+	raw = []byte(keyEchoes(false).Replace(string(raw)))
 	var items []streamItem
 	for _, block := range strings.Split(strings.ReplaceAll(string(raw), "\r\n", "\n"), "\n\n") {
 		block = strings.Trim(block, "\n")
@@ -246,7 +270,8 @@ func (f *fakeCursor) route(mux *http.ServeMux, pattern string, h http.HandlerFun
 			w.WriteHeader(canned.Status)
 			switch {
 			case canned.Error != nil:
-				json.NewEncoder(w).Encode(map[string]any{"error": canned.Error})
+				echo := keyEchoes(false)
+				json.NewEncoder(w).Encode(map[string]any{"error": errorData{Code: echo.Replace(canned.Error.Code), Message: echo.Replace(canned.Error.Message)}})
 			case canned.Body != nil:
 				w.Write(canned.Body)
 			}
