@@ -50,7 +50,7 @@ func (r *Runtime) Execute(ctx context.Context, spec core.RunSpec, sink core.RunS
 		return core.RunOutcome{}, fmt.Errorf("workspace of session %s: %w", spec.Session.ID, err)
 	}
 	em := &emitter{sink: sink, clock: r.clock, messageID: spec.Message.ID, runID: spec.RunID,
-		secrets: []string{spec.CursorAPIKey, r.github.token}}
+		secrets: core.NewRedactor(spec.CursorAPIKey, r.github.token)}
 	var rs *runState
 	if exists {
 		if rs, err = openState(ws); err != nil {
@@ -403,7 +403,7 @@ type emitter struct {
 	messageID string
 	runID     string
 	// secrets never reach an event (the session's Cursor key, the GitHub token).
-	secrets []string
+	secrets *core.Redactor
 	// mapper reads stdout; nil reads it as the exec agent's.
 	mapper lineMapper
 	// onSession is told the CLI's conversation id whenever a new one shows up.
@@ -419,14 +419,7 @@ type emitter struct {
 }
 
 // redact hides the run's secrets should the agent print them.
-func (e *emitter) redact(s string) string {
-	for _, secret := range e.secrets {
-		if len(secret) >= 8 {
-			s = strings.ReplaceAll(s, secret, "[REDACTED]")
-		}
-	}
-	return s
-}
+func (e *emitter) redact(s string) string { return e.secrets.String(s) }
 
 func (e *emitter) stdoutLine(line string) {
 	line = e.redact(line)
