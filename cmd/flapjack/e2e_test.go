@@ -19,6 +19,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/flapjack-dev/flapjack/core/coretest"
 )
 
 // flapjackBin is the binary under test, built once by TestMain.
@@ -446,6 +448,10 @@ func TestCanaryKeyNeverLeaks(t *testing.T) {
 echo "key is $CURSOR_API_KEY"
 echo "stderr key $CURSOR_API_KEY" >&2
 printf '{"type":"assistant","message":{"role":"assistant","content":[{"type":"text","text":"%s"}]}}\n' "$CURSOR_API_KEY"
+echo "Authorization: Basic $(printf '%s:' "$CURSOR_API_KEY" | base64 -w0)"
+echo "base64 $(printf '%s' "$CURSOR_API_KEY" | base64 -w0)"
+printf '{"type":"assistant","message":{"role":"assistant","content":[{"type":"text","text":"escaped \\u0063%s"}]}}\n' "${CURSOR_API_KEY#?}"
+echo "cut off ${CURSOR_API_KEY%???????????}"
 echo "$CURSOR_API_KEY" > leaked.txt
 exit 1
 `)
@@ -478,29 +484,18 @@ exit 1
 	s.cs.Close()
 	stopRunner(t, dataDir)
 
+	var leaks []string
 	for _, out := range *s.outputs {
-		if strings.Contains(out, canary) {
-			t.Errorf("tool output contains the key: %s", out)
-		}
+		leaks = append(leaks, coretest.FindLeaks("tool output", []byte(out), canary)...)
 	}
-	if strings.Contains(s.stderr.String(), canary) {
-		t.Error("server log contains the key")
+	leaks = append(leaks, coretest.FindLeaks("server log", []byte(s.stderr.String()), canary)...)
+	fileLeaks, scanned, err := coretest.FindLeaksInDir(dataDir, canary)
+	if err != nil {
+		t.Fatal(err)
 	}
-	files, _ := filepath.Glob(filepath.Join(dataDir, "*"))
-	scanned := 0
-	for _, f := range files {
-		info, err := os.Stat(f)
-		if err != nil || info.IsDir() {
-			continue
-		}
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		scanned++
-		if bytes.Contains(b, []byte(canary)) {
-			t.Errorf("%s contains the key in plaintext", filepath.Base(f))
-		}
+	leaks = append(leaks, fileLeaks...)
+	if len(leaks) > 0 {
+		t.Errorf("the key leaked:\n%s", strings.Join(leaks, "\n"))
 	}
 	if scanned < 3 {
 		t.Errorf("scanned only %d files in %s", scanned, dataDir)

@@ -3,12 +3,9 @@ package cloud
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -16,39 +13,8 @@ import (
 	"time"
 
 	"github.com/flapjack-dev/flapjack/core"
+	"github.com/flapjack-dev/flapjack/core/coretest"
 )
-
-// keyForms is every form of the key that must never be seen outside the
-// sealed column: plain, HTTP Basic, base64 (standard and URL-safe), JSON
-// \u-escaped, URL-encoded, and a 12-character prefix.
-func keyForms(key string) map[string][]byte {
-	var esc strings.Builder
-	for _, r := range key {
-		fmt.Fprintf(&esc, `\u%04x`, r)
-	}
-	basic := base64.StdEncoding.EncodeToString([]byte(key + ":"))
-	return map[string][]byte{
-		"plain":        []byte(key),
-		"basic":        []byte(basic),
-		"basic-url":    []byte(base64.URLEncoding.EncodeToString([]byte(key + ":"))),
-		"base64":       []byte(base64.StdEncoding.EncodeToString([]byte(key))[:16]),
-		"base64-url":   []byte(base64.URLEncoding.EncodeToString([]byte(key))[:16]),
-		"json-escaped": []byte(esc.String()),
-		"url-encoded":  []byte(url.QueryEscape(key)),
-		"prefix-12":    []byte(key[:12]),
-	}
-}
-
-// findLeaks reports every form of key found in data, named by where.
-func findLeaks(where string, data []byte, key string) []string {
-	var out []string
-	for name, f := range keyForms(key) {
-		if bytes.Contains(data, f) {
-			out = append(out, where+": "+name)
-		}
-	}
-	return out
-}
 
 // syncBuffer is a log destination safe for concurrent writers.
 type syncBuffer struct {
@@ -148,7 +114,7 @@ func TestHostileUpstreamNeverLeaksTheKey(t *testing.T) {
 
 			var leaks []string
 			for _, err := range answers {
-				leaks = append(leaks, findLeaks("service answer", []byte(fmt.Sprint(err)), fakeKey)...)
+				leaks = append(leaks, coretest.FindLeaks("service answer", []byte(fmt.Sprint(err)), fakeKey)...)
 			}
 			check := func(when string) {
 				d, err := e.svc.GetSession(ctx, e.actor, st.SessionID)
@@ -156,13 +122,13 @@ func TestHostileUpstreamNeverLeaksTheKey(t *testing.T) {
 					t.Fatal(err)
 				}
 				dj, _ := json.Marshal(d)
-				leaks = append(leaks, findLeaks(when+" session", dj, fakeKey)...)
+				leaks = append(leaks, coretest.FindLeaks(when+" session", dj, fakeKey)...)
 				page, err := e.svc.ListEvents(ctx, e.actor, st.SessionID, core.EventsInput{Limit: ptr(core.MaxEventLimit)})
 				if err != nil {
 					t.Fatal(err)
 				}
 				ej, _ := json.Marshal(page)
-				leaks = append(leaks, findLeaks(when+" events", ej, fakeKey)...)
+				leaks = append(leaks, coretest.FindLeaks(when+" events", ej, fakeKey)...)
 				if !bytes.Contains(ej, []byte(core.Redacted)) && tc.name != "cancel and archive refused" {
 					t.Errorf("%s: no event says [REDACTED]; did the echo reach the log at all? %s", when, ej)
 				}
@@ -173,20 +139,13 @@ func TestHostileUpstreamNeverLeaksTheKey(t *testing.T) {
 				t.Fatal(err)
 			}
 			check("after archive")
-			leaks = append(leaks, findLeaks("log", logs.Bytes(), fakeKey)...)
+			leaks = append(leaks, coretest.FindLeaks("log", logs.Bytes(), fakeKey)...)
 			e.st.Close()
-			dir := filepath.Dir(e.stateDir)
-			filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-				if err != nil || d.IsDir() {
-					return err
-				}
-				b, err := os.ReadFile(p)
-				if err != nil {
-					return err
-				}
-				leaks = append(leaks, findLeaks("file "+filepath.Base(p), b, fakeKey)...)
-				return nil
-			})
+			fileLeaks, n, err := coretest.FindLeaksInDir(filepath.Dir(e.stateDir), fakeKey)
+			if err != nil || n == 0 {
+				t.Fatalf("scanning the data directory: %d files, %v", n, err)
+			}
+			leaks = append(leaks, fileLeaks...)
 			if len(leaks) > 0 {
 				t.Errorf("the key leaked:\n%s", strings.Join(leaks, "\n"))
 			}
