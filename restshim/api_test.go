@@ -454,3 +454,19 @@ func TestHealthz(t *testing.T) {
 }
 
 func newRecorder() *httptest.ResponseRecorder { return httptest.NewRecorder() }
+
+// TestWronglyTypedKeyIsNotEchoed: a Cursor key sent as a number, an object or
+// an array is refused without quoting it back.
+func TestWronglyTypedKeyIsNotEchoed(t *testing.T) {
+	e := newEnv(t)
+	agentID := e.agent()
+	for _, v := range []string{`12345678901234567890`, `{"k":"crsr_secret_0123456789"}`, `["crsr_secret_0123456789"]`, `true`} {
+		r := e.do("POST", "/api/code-sessions", e.token, `{"codeAgentId":"`+agentID+`","prompt":"x","cursorApiKey":`+v+`}`)
+		if r.status != 400 || r.errCode() != "VALIDATION_ERROR" || !strings.HasPrefix(r.errMessage(), "cursorApiKey") {
+			t.Errorf("key %s: got %d %s", v, r.status, r.body)
+		}
+		if strings.Contains(string(r.body), "12345678901234567890") || strings.Contains(string(r.body), "crsr_secret") {
+			t.Errorf("key %s echoed: %s", v, r.body)
+		}
+	}
+}

@@ -238,7 +238,10 @@ func typeError(err error) *core.Error {
 		if i := strings.LastIndexByte(field, '.'); i >= 0 {
 			field = field[i+1:]
 		}
-		return core.Errorf(core.CodeValidation, "%s: must be %s, not %s", field, jsonKind(te.Type), te.Value)
+		// te.Value can carry the literal ("number 123..."): name only its kind,
+		// since the field may be a secret (cursorApiKey) given the wrong type.
+		kind, _, _ := strings.Cut(te.Value, " ")
+		return core.Errorf(core.CodeValidation, "%s: must be %s, not %s", field, jsonKind(te.Type), kind)
 	}
 	return badBody("is not valid for this operation")
 }
