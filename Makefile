@@ -4,15 +4,29 @@ BIN     := bin/flapjack
 PREFIX  ?= $(HOME)/.local
 GOFILES  = $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*')
 
-.PHONY: build test check fmt-check vet tidy-check bench demo install clean
+.PHONY: build test check fmt-check vet tidy-check bench demo install clean npm-deps
+
+# NPM_DIR holds the real clients and agent CLIs the tests run against, at the
+# versions pinned in testdata/npm (installed once, again when the pins change).
+NPM_DIR ?= $(CURDIR)/.cache/npm
+export FLAPJACK_NPM_BIN := $(NPM_DIR)/node_modules/.bin
 
 ## build: compile bin/flapjack (version and commit come from the build info)
 build:
 	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/flapjack
 
-## test: the whole gate: gofmt, go vet, go mod tidy, race-enabled tests
-test: fmt-check vet tidy-check
-	$(GO) test -race -count=1 ./...
+## test: the whole gate: gofmt, go vet, go mod tidy, race-enabled tests (with the pinned npm tools)
+test: fmt-check vet tidy-check npm-deps
+	FLAPJACK_REQUIRE_NPM=1 $(GO) test -race -count=1 ./...
+
+## npm-deps: install the pinned agent CLIs, ACP adapters and MCP clients into $(NPM_DIR)
+npm-deps: $(NPM_DIR)/.installed
+
+$(NPM_DIR)/.installed: testdata/npm/package.json testdata/npm/package-lock.json
+	mkdir -p $(NPM_DIR)
+	cp testdata/npm/package.json testdata/npm/package-lock.json $(NPM_DIR)/
+	cd $(NPM_DIR) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $@
 
 check: test
 
