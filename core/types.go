@@ -70,6 +70,11 @@ const (
 	EventWebhook     EventType = "webhook"
 	// EventStalled marks a run that logged nothing for its stall timeout.
 	EventStalled EventType = "stalled"
+	// EventPlan is an ACP agent's plan: its entries with their status.
+	EventPlan EventType = "plan"
+	// EventPermission is a permission request of an ACP agent and how the
+	// policy answered it.
+	EventPermission EventType = "permission"
 )
 
 // Runtime names.

@@ -101,6 +101,7 @@ func buildRuntimes(g *globals, dataDir string, box *core.Box, sessions cloud.Ses
 	if err != nil {
 		return nil, usageError{err}
 	}
+	version, _ := buildVersion()
 	lr, err := local.New(local.Config{
 		WorkspaceRoot: filepath.Join(dataDir, "workspaces"),
 		RepoRoot:      filepath.Join(dataDir, "repos"),
@@ -112,11 +113,13 @@ func buildRuntimes(g *globals, dataDir string, box *core.Box, sessions cloud.Ses
 		GitHubAPIURL:  ls.githubAPI,
 		Sessions:      sessions,
 		Logger:        g.logger,
+		// FLAPJACK_ACP_PERMISSIONS: workspace (default), allow-all or read-only.
+		ACPPermissions: os.Getenv("FLAPJACK_ACP_PERMISSIONS"),
+		Version:        version,
 	})
 	if err != nil {
 		return nil, usageError{err}
 	}
-	version, _ := buildVersion()
 	cr, err := cloud.New(cloud.Config{
 		BaseURL:  envOr("FLAPJACK_CURSOR_API_URL", cloud.DefaultBaseURL),
 		Box:      box,

@@ -30,7 +30,9 @@ const errNoCommand = "no local agent command is configured; set FLAPJACK_LOCAL_A
 const maxArgPrompt = 128<<10 - 1
 
 // AvailableAgents lists the agent names New and modelParams.agent accept.
-func AvailableAgents() []string { return []string{AgentCursor, AgentClaude, AgentCodex, AgentExec} }
+func AvailableAgents() []string {
+	return []string{AgentCursor, AgentClaude, AgentCodex, AgentExec, AgentACP, AgentGemini, AgentCursorACP, AgentClaudeACP, AgentCodexACP}
+}
 
 // invocation is what one run of an agent CLI needs on its command line.
 type invocation struct {
@@ -58,6 +60,11 @@ type adapter struct {
 	// judge fails a run whose own result says it failed, even on exit 0;
 	// the exec agent is judged by its exit status alone, as documented.
 	judge bool
+	// acp speaks the Agent Client Protocol over stdio (acp.go) instead of
+	// printing a stream; preset is its fixed command line (none for "acp",
+	// whose command is FLAPJACK_LOCAL_AGENT_COMMAND).
+	acp    bool
+	preset []string
 }
 
 // adapterFor returns the adapter of an agent name.
@@ -71,9 +78,19 @@ func adapterFor(name string) (adapter, bool) {
 		return adapter{name: name, exe: "codex", args: codexArgs, mapper: newCodexMapper, judge: true}, true
 	case AgentExec:
 		return adapter{name: name, args: func(invocation) ([]string, bool) { return nil, true }, mapper: newExecMapper, cursorKey: true, promptEnv: true}, true
+	case AgentACP:
+		return adapter{name: name, args: noArgs, mapper: newExecMapper, cursorKey: true, acp: true}, true
+	}
+	if argv, ok := acpPreset(name); ok {
+		// Cursor's ACP agent is Cursor's CLI and takes the session's key.
+		return adapter{name: name, exe: argv[0], preset: argv[1:], args: noArgs, mapper: newExecMapper, cursorKey: name == AgentCursorACP, acp: true}, true
 	}
 	return adapter{}, false
 }
+
+// noArgs: ACP agents take nothing per run on their command line; the prompt
+// goes through the protocol.
+func noArgs(invocation) ([]string, bool) { return nil, false }
 
 // cursorArgs: cursor-agent -p --output-format stream-json --force
 // [--model=M] [--resume=ID] -- PROMPT. cursor-agent takes its prompt as an
@@ -165,7 +182,7 @@ func (r *Runtime) resolveAgent(name string) (resolvedAgent, error) {
 	if !ok {
 		return resolvedAgent{}, fmt.Errorf("unknown local agent %q; available: %s", name, strings.Join(AvailableAgents(), ", "))
 	}
-	if name == AgentExec {
+	if name == AgentExec || name == AgentACP {
 		if len(r.command) == 0 {
 			return resolvedAgent{}, errors.New(errNoCommand)
 		}
@@ -175,7 +192,7 @@ func (r *Runtime) resolveAgent(name string) (resolvedAgent, error) {
 		if err := checkExecutable(r.bin); err != nil {
 			return resolvedAgent{}, fmt.Errorf("FLAPJACK_LOCAL_AGENT_BIN=%s: %v", r.bin, err)
 		}
-		return resolvedAgent{adapter: ad, argv: []string{r.bin}}, nil
+		return resolvedAgent{adapter: ad, argv: append([]string{r.bin}, ad.preset...)}, nil
 	}
 	path := r.searchPath
 	if path == "" {
@@ -185,7 +202,7 @@ func (r *Runtime) resolveAgent(name string) (resolvedAgent, error) {
 	if err != nil {
 		return resolvedAgent{}, fmt.Errorf("%s not found on PATH; install it or set FLAPJACK_LOCAL_AGENT (cursor-agent, claude, codex or exec) or FLAPJACK_LOCAL_AGENT_BIN", ad.exe)
 	}
-	return resolvedAgent{adapter: ad, argv: []string{exe}}, nil
+	return resolvedAgent{adapter: ad, argv: append([]string{exe}, ad.preset...)}, nil
 }
 
 // lookPath finds an executable file called name in the directories of path,

@@ -99,12 +99,32 @@ func (r *Runtime) Execute(ctx context.Context, spec core.RunSpec, sink core.RunS
 			r.log.WarnContext(ctx, "recording the agent's conversation id failed", "session", spec.Session.ID, "err", err)
 		}
 	}
-	res, err := r.runAgent(ctx, spec, ws, argv, agentEnv(spec, ws, agent.adapter), stdin, em, sink)
+	talk := streamTalk(stdin, em)
+	var acpRun *acpRun
+	if agent.acp {
+		resume := ""
+		if spec.FollowUp && rs.get().Agent == agent.name {
+			resume = rs.get().CLISession
+		}
+		policy, err := r.permissionsOf(spec.Session)
+		if err != nil {
+			return core.RunOutcome{Status: core.MessageError, Error: err.Error()}, nil
+		}
+		acpRun = newACPRun(r, spec, ws, em, agent.name, policy, resume)
+		em.onStderr = acpRun.stderrLine
+		talk = agentTalk{run: acpRun.talk, interrupt: acpRun.interrupt, ends: true}
+	}
+	res, err := r.runAgent(ctx, spec, ws, argv, agentEnv(spec, ws, agent.adapter), talk, em, sink)
 	commitErr := r.commitRun(ctx, spec, ws, before, em)
 	if err != nil {
 		return core.RunOutcome{}, err
 	}
-	out := em.outcome(res, agent.judge)
+	var out core.RunOutcome
+	if acpRun != nil {
+		out = acpRun.outcome(res)
+	} else {
+		out = em.outcome(res, agent.judge)
+	}
 	if commitErr != nil && out.Status == core.MessageFinished {
 		out.Status = core.MessageError
 		out.Error = "the agent finished but its changes could not be committed: " + commitErr.Error()
@@ -138,11 +158,40 @@ type agentResult struct {
 	elapsed   time.Duration
 }
 
-// runAgent starts the agent in its own session and process group, feeds it
-// the prompt, reads its output until it exits and the pipes are drained, and
-// stops the whole group when ctx ends. An error means the run could not be
+// agentTalk is how flapjack talks to a started agent over its stdio.
+type agentTalk struct {
+	// run talks until the agent's output ends (or, with ends, until the
+	// conversation is over); it closes stdin when it has nothing more to say.
+	run func(stdin io.WriteCloser, stdout io.Reader)
+	// interrupt, if set, asks the agent to stop on its own before it is
+	// signalled (ACP's session/cancel); it reports whether it could ask.
+	interrupt func() bool
+	// ends means the conversation can be over while the agent still runs
+	// (an ACP agent serves until its stdin closes): it is then given the
+	// kill grace to exit, and stopped.
+	ends bool
+}
+
+// streamTalk writes the prompt (and closes stdin, so the agent never waits
+// for input) and maps each line the agent prints.
+func streamTalk(prompt string, em *emitter) agentTalk {
+	return agentTalk{run: func(stdin io.WriteCloser, stdout io.Reader) {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_, _ = io.WriteString(stdin, prompt) // fails harmlessly if the agent never reads
+			_ = stdin.Close()
+		}()
+		_ = readLines(stdout, em.stdoutLine)
+		<-done
+	}}
+}
+
+// runAgent starts the agent in its own session and process group, talks to
+// it, reads its output until it exits and the pipes are drained, and stops
+// the whole group when ctx ends. An error means the run could not be
 // tracked (its handle not recorded); the agent is stopped then.
-func (r *Runtime) runAgent(ctx context.Context, spec core.RunSpec, ws string, argv, env []string, stdin string, em *emitter, sink core.RunSink) (agentResult, error) {
+func (r *Runtime) runAgent(ctx context.Context, spec core.RunSpec, ws string, argv, env []string, talk agentTalk, em *emitter, sink core.RunSink) (agentResult, error) {
 	var files []*os.File
 	closeAll := func() {
 		for _, f := range files {
@@ -182,19 +231,13 @@ func (r *Runtime) runAgent(ctx context.Context, spec core.RunSpec, ws string, ar
 	pgid := cmd.Process.Pid
 	r.log.InfoContext(ctx, "agent started", "session", spec.Session.ID, "message", spec.Message.ID, "pgid", pgid)
 
-	var wg sync.WaitGroup
-	wg.Add(3)
-	go func() { defer wg.Done(); _ = readLines(outR, em.stdoutLine) }()
-	go func() { defer wg.Done(); _ = readLines(errR, em.stderrLine) }()
-	go func() {
-		defer wg.Done()
-		// Closed after the prompt (or at once): the agent never waits for input.
-		_, _ = io.WriteString(stdinW, stdin) // fails harmlessly if the agent never reads
-		_ = stdinW.Close()
-	}()
-
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	talked := make(chan struct{})
+	go func() { defer wg.Done(); defer close(talked); talk.run(stdinW, outR) }()
+	go func() { defer wg.Done(); _ = readLines(errR, em.stderrLine) }()
 	var handleErr error
 	if err := sink.SetHandle(ctx, strconv.Itoa(pgid)); err != nil {
 		// Nobody could cancel an untracked run: stop it. A cancelled ctx
@@ -210,10 +253,37 @@ func (r *Runtime) runAgent(ctx context.Context, spec core.RunSpec, ws string, ar
 	var signalled atomic.Bool
 	go func() {
 		defer close(watched)
+		var over <-chan struct{}
+		if talk.ends {
+			over = talked
+		}
 		select {
 		case <-exited:
 			return
 		case <-runCtx.Done():
+			// Ask first, where the agent can be asked, then signal.
+			if talk.interrupt != nil && talk.interrupt() {
+				select {
+				case <-exited:
+					return
+				case <-talked:
+				case <-time.After(r.killGrace):
+				}
+			}
+		case <-over:
+			// The conversation is over: the agent has the grace to exit.
+			select {
+			case <-exited:
+				return
+			case <-time.After(r.killGrace):
+			}
+			_ = signalGroup(pgid, syscall.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(r.killGrace):
+				_ = signalGroup(pgid, syscall.SIGKILL)
+			}
+			return
 		}
 		signalled.Store(true)
 		_ = signalGroup(pgid, syscall.SIGTERM)
@@ -408,6 +478,8 @@ type emitter struct {
 	mapper lineMapper
 	// onSession is told the CLI's conversation id whenever a new one shows up.
 	onSession func(id string)
+	// onStderr, if set, sees every stderr line (redacted) as it comes.
+	onStderr func(line string)
 
 	mu            sync.Mutex
 	lastAssistant string
@@ -457,6 +529,9 @@ func (e *emitter) stdoutLine(line string) {
 
 func (e *emitter) stderrLine(line string) {
 	line = e.redact(line)
+	if e.onStderr != nil {
+		e.onStderr(line)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if t := strings.TrimSpace(line); t != "" {

@@ -55,6 +55,11 @@ type Config struct {
 	Sessions SessionGetter
 	Logger   *slog.Logger
 	Clock    core.Clock
+	// ACPPermissions is the default permission policy of ACP agents
+	// (FLAPJACK_ACP_PERMISSIONS); empty means PermissionsWorkspace.
+	ACPPermissions string
+	// Version is flapjack's, told to ACP agents in initialize.
+	Version string
 }
 
 // SessionGetter reads a session (core.Store has it).
@@ -75,6 +80,8 @@ type Runtime struct {
 	sessions   SessionGetter
 	log        *slog.Logger
 	clock      core.Clock
+	acpPolicy  string
+	version    string
 }
 
 var (
@@ -132,6 +139,16 @@ func New(cfg Config) (*Runtime, error) {
 	r := &Runtime{
 		root: root, repos: repos, agent: cfg.Agent, bin: bin, command: command, searchPath: cfg.SearchPath,
 		killGrace: cfg.KillGrace, github: gh, sessions: cfg.Sessions, log: cfg.Logger, clock: cfg.Clock,
+		acpPolicy: cfg.ACPPermissions, version: cfg.Version,
+	}
+	if r.acpPolicy == "" {
+		r.acpPolicy = PermissionsWorkspace
+	}
+	if err := ValidPermissions(r.acpPolicy); err != nil {
+		return nil, fmt.Errorf("FLAPJACK_ACP_PERMISSIONS: %w", err)
+	}
+	if r.version == "" {
+		r.version = "dev"
 	}
 	if r.killGrace == 0 {
 		r.killGrace = DefaultKillGrace

@@ -153,6 +153,45 @@ func markedGroup(sessionID string) int {
 	return 0
 }
 
+// watchLag is how long the runner may take to see that a run was cancelled
+// (its watch interval, with room).
+const watchLag = 500 * time.Millisecond
+
+// asksToStop reports whether the session's agent is stopped by asking it
+// (an ACP agent) before it is signalled.
+func (r *Runtime) asksToStop(ws string) bool {
+	st, err := openState(ws)
+	if err != nil {
+		return false
+	}
+	ad, ok := adapterFor(st.get().Agent)
+	return ok && ad.acp
+}
+
+// awaitRunEnd waits until the runner recorded the run's end (the handle is
+// cleared) or the deadline; it returns the handle then ("" when ended).
+func (r *Runtime) awaitRunEnd(ctx context.Context, id, handle string, deadline time.Time) string {
+	if r.sessions == nil {
+		return handle
+	}
+	for time.Now().Before(deadline) {
+		cur, err := r.sessions.GetSession(ctx, id)
+		if err != nil {
+			return handle
+		}
+		if cur.RunHandle == "" {
+			return ""
+		}
+		handle = cur.RunHandle
+		select {
+		case <-ctx.Done():
+			return handle
+		case <-time.After(pollInterval):
+		}
+	}
+	return handle
+}
+
 // Cancel stops the session's agent from any process: it records the
 // cancellation first (so the agent's death is not read as a failure), then
 // sends SIGTERM to the agent's process group, and SIGKILL after the grace
@@ -175,6 +214,15 @@ func (r *Runtime) Cancel(ctx context.Context, s core.Session, markCancelled func
 	deadline := time.Now().Add(r.killGrace + killWait)
 	stopped := map[int]bool{}
 	handle := s.RunHandle
+	if r.asksToStop(ws) {
+		// An ACP agent is asked to end its turn (session/cancel) by the
+		// runner, which sees the cancelled status: give that the grace
+		// before signalling.
+		handle = r.awaitRunEnd(ctx, s.ID, handle, time.Now().Add(r.killGrace+watchLag))
+		if handle == "" {
+			return nil
+		}
+	}
 	for {
 		pgid, ok := parseHandle(handle)
 		if !ok || !safeGroup(pgid) || !leaderRunning(pgid) {
