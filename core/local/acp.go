@@ -295,14 +295,19 @@ func (a *acpRun) flush() {
 	}
 }
 
-// mappedKinds are the session/update kinds SessionUpdate turns into events;
-// every other kind is logged from its raw line.
-func mappedKinds() map[string]bool {
-	return map[string]bool{"agent_message_chunk": true, "agent_thought_chunk": true, "tool_call": true, "tool_call_update": true, "plan": true}
+// sdkKinds are the session/update kinds the ACP library decodes; SessionUpdate
+// sees them in order. A kind it does not know never reaches SessionUpdate, so
+// rawLine keeps it from the agent's raw output.
+func sdkKinds() map[string]bool {
+	return map[string]bool{"user_message_chunk": true, "agent_message_chunk": true, "agent_thought_chunk": true,
+		"tool_call": true, "tool_call_update": true, "plan": true, "available_commands_update": true,
+		"current_mode_update": true, "config_option_update": true, "session_info_update": true, "usage_update": true}
 }
 
-// rawLine sees every line the agent writes before the SDK does, and keeps
-// session updates of kinds that are not mapped as stdout events.
+// rawLine sees every line the agent writes as it is read, before the
+// library decodes it, and keeps session updates of kinds the library does
+// not know as stdout events. (Logged as read: a later known update still
+// queued for SessionUpdate can come after it.)
 func (a *acpRun) rawLine(line []byte) {
 	if !bytes.Contains(line, []byte(`"session/update"`)) {
 		return
@@ -320,10 +325,9 @@ func (a *acpRun) rawLine(line []byte) {
 		SessionUpdate string `json:"sessionUpdate"`
 	}
 	_ = json.Unmarshal(msg.Params.Update, &kind)
-	if mappedKinds()[kind.SessionUpdate] {
+	if sdkKinds()[kind.SessionUpdate] {
 		return
 	}
-	a.flush()
 	a.em.emit(core.EventStdout, acpUpdatePayload{Update: kind.SessionUpdate, Raw: msg.Params.Update})
 }
 
@@ -373,6 +377,18 @@ func (a *acpRun) SessionUpdate(_ context.Context, n acp.SessionNotification) err
 			entries = append(entries, planEntry{Content: e.Content, Priority: string(e.Priority), Status: string(e.Status)})
 		}
 		a.em.emit(core.EventPlan, planPayload{Entries: entries})
+	case u.UserMessageChunk != nil:
+		// The prompt is logged already, as the user_message event.
+	default:
+		// Known to the protocol but with no event of its own (commands,
+		// modes, session info, usage): kept as it came, in order.
+		a.flush()
+		raw := mustRaw(u)
+		var kind struct {
+			SessionUpdate string `json:"sessionUpdate"`
+		}
+		_ = json.Unmarshal(raw, &kind)
+		a.em.emit(core.EventStdout, acpUpdatePayload{Update: kind.SessionUpdate, Raw: raw})
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -94,15 +95,16 @@ func TestACPSessionRunsAndFollowsUp(t *testing.T) {
 	if len(perms) != 1 || perms[0]["decision"] != "allow" || perms[0]["option_id"] != "yes" || perms[0]["policy"] != PermissionsWorkspace {
 		t.Errorf("permission = %v, want allow with the allow_once option under the workspace policy", perms)
 	}
-	var sawTool, sawKept bool
+	var sawTool, sawKept, sawFuture bool
 	for _, p := range payloadsOf(t, evs, core.EventToolCall) {
 		sawTool = sawTool || (p["tool"] == "Write notes.txt" && p["path"] == "notes.txt" && p["kind"] == "edit")
 	}
 	for _, p := range payloadsOf(t, evs, core.EventStdout) {
 		sawKept = sawKept || p["acp_update"] == "available_commands_update"
+		sawFuture = sawFuture || p["acp_update"] == "x_future_update"
 	}
-	if !sawTool || !sawKept {
-		t.Errorf("tool_call with tool/path/kind: %v; update kept as stdout: %v", sawTool, sawKept)
+	if !sawTool || !sawKept || !sawFuture {
+		t.Errorf("tool_call with tool/path/kind: %v; known update kept as stdout: %v; unknown kind kept: %v", sawTool, sawKept, sawFuture)
 	}
 	var firstSession string
 	for _, p := range payloadsOf(t, evs, core.EventFileEdit) {
@@ -204,5 +206,40 @@ func TestACPCancelAsksTheAgentFirst(t *testing.T) {
 	}
 	if !asked {
 		t.Error("the agent never got session/cancel: it was only signalled")
+	}
+}
+
+// TestACPInsideTheWorkspace: the paths an ACP agent may read and write.
+func TestACPInsideTheWorkspace(t *testing.T) {
+	ws := t.TempDir()
+	outside := t.TempDir()
+	writeFile(t, filepath.Join(ws, "a.txt"), "a")
+	writeFile(t, filepath.Join(outside, "secret"), "s")
+	if err := os.Symlink(outside, filepath.Join(ws, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(ws, ".git"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	a := newACPRun(&Runtime{}, core.RunSpec{}, ws, nil, AgentACP, PermissionsWorkspace, "")
+	for _, tc := range []struct {
+		path string
+		ok   bool
+	}{
+		{filepath.Join(ws, "a.txt"), true},
+		{filepath.Join(ws, "new", "dir", "b.txt"), true},
+		{filepath.Join(ws, "x", "..", "a.txt"), true},
+		{filepath.Join(ws, "..", filepath.Base(outside), "secret"), false},
+		{filepath.Join(ws, "link", "secret"), false},
+		{filepath.Join(ws, "link", "new.txt"), false},
+		{filepath.Join(ws, ".git", "config"), false},
+		{"a.txt", false},
+		{"/etc/hostname", false},
+		{ws, true},
+	} {
+		_, err := a.inside(tc.path)
+		if (err == nil) != tc.ok {
+			t.Errorf("inside(%s) = %v, want ok %v", tc.path, err, tc.ok)
+		}
 	}
 }

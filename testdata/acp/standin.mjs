@@ -95,6 +95,9 @@ const app = acp.agent({ name: "flapjack-standin" })
       }
     }
     await say(client, sessionId, { sessionUpdate: "available_commands_update", availableCommands: [{ name: "notes", description: "Write notes" }] });
+    // An update of a kind from a newer protocol, written as it would arrive.
+    process.stdout.write(JSON.stringify({ jsonrpc: "2.0", method: "session/update",
+      params: { sessionId, update: { sessionUpdate: "x_future_update", note: "from the future" } } }) + "\n");
     await say(client, sessionId, { sessionUpdate: "agent_message_chunk", content: { type: "text", text: " Done." } });
     return { stopReason: "end_turn" };
   });
