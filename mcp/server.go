@@ -6,6 +6,7 @@ package mcp
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -21,6 +22,9 @@ type Options struct {
 	// CheckOutput validates every result against its tool's output schema
 	// (tests); a mismatch becomes an INTERNAL error.
 	CheckOutput bool
+	// WatchInterval is how often sessions with resource subscribers are
+	// re-read (DefaultWatchInterval).
+	WatchInterval time.Duration
 }
 
 const instructions = `flapjack runs coding agents on git repositories. A code agent (ca-...) is a template:
@@ -44,9 +48,15 @@ func NewServer(svc *core.Service, actor core.Actor, opts Options) *mcp.Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if opts.WatchInterval <= 0 {
+		opts.WatchInterval = DefaultWatchInterval
+	}
+	res := &resources{svc: svc, actor: actor, log: log, interval: opts.WatchInterval,
+		subs: map[*mcp.ServerSession]map[string]bool{}, seen: map[string]seenState{}}
 	s := mcp.NewServer(&mcp.Implementation{Name: "flapjack", Title: "flapjack", Version: opts.Version},
-		&mcp.ServerOptions{Instructions: instructions, Logger: log})
+		&mcp.ServerOptions{Instructions: instructions, Logger: log, SubscribeHandler: res.subscribe, UnsubscribeHandler: res.unsubscribe})
 	h := handlers{svc: svc, actor: actor}
+	addResources(s, res)
 
 	addTool(s, log, opts.CheckOutput, listAgentsTool(), h.listAgents)
 	addTool(s, log, opts.CheckOutput, getAgentTool(), h.getAgent)
@@ -157,6 +167,9 @@ func (h handlers) sendMessage(ctx context.Context, in sendMessageInput) (core.Se
 }
 
 func (h handlers) listEvents(ctx context.Context, in listEventsInput) (core.EventPage, error) {
+	if req := callFrom(ctx); req != nil && req.Session != nil {
+		return h.listEventsWithProgress(ctx, req, in)
+	}
 	return h.svc.ListEvents(ctx, h.actor, in.CodeSessionID, in.EventsInput)
 }
 

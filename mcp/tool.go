@@ -17,6 +17,16 @@ import (
 	"github.com/flapjack-dev/flapjack/core"
 )
 
+// callKey carries the tool call's request in its handler's context, for the
+// handlers that talk back to the client while they work (progress).
+type callKey struct{}
+
+// callFrom is the request of the tool call being handled, if any.
+func callFrom(ctx context.Context) *mcp.CallToolRequest {
+	req, _ := ctx.Value(callKey{}).(*mcp.CallToolRequest)
+	return req
+}
+
 // toolDef is one tool: its definition (without schemas) and a description for
 // every input property.
 type toolDef struct {
@@ -53,7 +63,7 @@ func addTool[In, Out any](s *mcp.Server, log *slog.Logger, checkOutput bool, d t
 		if verr != nil {
 			return toolError(verr), nil
 		}
-		res, err := fn(ctx, v)
+		res, err := fn(context.WithValue(ctx, callKey{}, req), v)
 		if err != nil {
 			if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 				// The client gave up on the request; there is nobody to answer.

@@ -29,6 +29,9 @@ type Options struct {
 	// Events may be written by a runner in another process, so there is
 	// nothing to wait on.
 	StreamPoll time.Duration
+	// MCP, when set, serves the MCP server over Streamable HTTP at /mcp with
+	// the same tokens, one server per MCP session acting as the token's user.
+	MCP NewMCPServer
 	// Redactor is the last net over error messages on their way out (the
 	// Service already redacts at the source); nil redacts nothing more.
 	Redactor *core.Redactor
@@ -56,6 +59,7 @@ type Handler struct {
 	// closing is closed by CloseStreams, so event streams end on shutdown.
 	closing   chan struct{}
 	closeOnce sync.Once
+	mcp       *mcpEndpoint
 }
 
 // New returns the API over svc; auth resolves bearer tokens.
@@ -89,6 +93,10 @@ func New(svc *core.Service, auth Authenticator, opts Options) *Handler {
 	h.handle(Route{Method: "GET", Path: "/api/code-sessions/{codeSessionId}/events/stream", OperationID: "streamCodeSessionEvents"}, h.authed(h.streamEvents))
 	h.api(Route{Method: "POST", Path: "/api/code-sessions/{codeSessionId}/cancel", OperationID: "cancelCodeSession"}, h.cancel)
 	h.api(Route{Method: "POST", Path: "/api/code-sessions/{codeSessionId}/archive", OperationID: "archiveCodeSession"}, h.archive)
+	if opts.MCP != nil {
+		h.mcp = newMCPEndpoint(h, opts.MCP)
+		h.mux.Handle(MCPPath, h.mcp)
+	}
 	h.fallbacks()
 	return h
 }
@@ -99,7 +107,14 @@ func (h *Handler) Routes() []Route { return append([]Route(nil), h.routes...) }
 // CloseStreams ends every open event stream cleanly and makes new ones end at
 // once; give it to http.Server.RegisterOnShutdown, because Shutdown waits for
 // handlers and a stream would otherwise never return.
-func (h *Handler) CloseStreams() { h.closeOnce.Do(func() { close(h.closing) }) }
+func (h *Handler) CloseStreams() {
+	h.closeOnce.Do(func() {
+		close(h.closing)
+		if h.mcp != nil {
+			h.mcp.close()
+		}
+	})
+}
 
 func (h *Handler) handle(rt Route, fn http.HandlerFunc) {
 	h.routes = append(h.routes, rt)

@@ -13,9 +13,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/spf13/cobra"
 
 	"github.com/flapjack-dev/flapjack/core"
+	flapjackmcp "github.com/flapjack-dev/flapjack/mcp"
 	"github.com/flapjack-dev/flapjack/restshim"
 	"github.com/flapjack-dev/flapjack/store"
 )
@@ -133,7 +135,11 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 		return err
 	}
 
-	api := restshim.New(svc, restshim.NewTokenAuthenticator(cache, logger), restshim.Options{Logger: logger, Heartbeat: c.heartbeat, Redactor: a.redactor})
+	version, _ := buildVersion()
+	newMCP := func(actor core.Actor) *sdk.Server {
+		return flapjackmcp.NewServer(svc, actor, flapjackmcp.Options{Version: version, Logger: logger})
+	}
+	api := restshim.New(svc, restshim.NewTokenAuthenticator(cache, logger), restshim.Options{Logger: logger, Heartbeat: c.heartbeat, Redactor: a.redactor, MCP: newMCP})
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: c.readHeaderTimeout,
