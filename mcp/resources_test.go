@@ -34,6 +34,9 @@ func (l *listener) progresses() []string {
 	return append([]string(nil), l.progress...)
 }
 
+// listen connects with the 2025-11-25 protocol, where resources/subscribe
+// is answered once the server has the subscription (the newer protocol's
+// subscriptions/listen stream is acknowledged asynchronously).
 func (e *env) listen() *listener {
 	e.t.Helper()
 	l := &listener{}
@@ -55,7 +58,7 @@ func (e *env) listen() *listener {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(func() { ss.Close() })
-	l.session, err = client.Connect(e.t.Context(), ct, nil)
+	l.session, err = client.Connect(e.t.Context(), ct, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -157,6 +160,9 @@ func TestResourceSubscription(t *testing.T) {
 		if err := l.session.Subscribe(ctx, &mcp.SubscribeParams{URI: uri}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := l.session.Subscribe(ctx, &mcp.SubscribeParams{URI: "flapjack://sessions/cs-nope"}); err == nil {
+		t.Error("subscribing to an unknown session succeeded")
 	}
 	for i, st := range []core.Status{core.StatusCreating, core.StatusRunning, core.StatusFinished} {
 		e.setStatus(id, st, false)
