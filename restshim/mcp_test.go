@@ -14,7 +14,6 @@ import (
 	flapjackmcp "github.com/flapjack-dev/flapjack/mcp"
 )
 
-
 // mcpEnv is an env whose handler serves /mcp, on a plain loopback server
 // (MCP responses are not part of the REST API's OpenAPI document).
 func mcpEnv(t *testing.T) (*env, *httptest.Server) {
