@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -103,14 +104,84 @@ func decode[In any](raw json.RawMessage, schema *jsonschema.Resolved) (In, *core
 	if len(raw) == 0 || string(raw) == "null" {
 		raw = json.RawMessage("{}")
 	}
-	err := validate(schema, raw)
-	if err == nil {
-		err = json.Unmarshal(raw, &v)
+	if err := validate(schema, raw); err != nil {
+		return v, core.Errorf(core.CodeValidation, "arguments: %s", schemaMessage(err, schema.Schema()))
 	}
-	if err != nil {
-		return v, core.Errorf(core.CodeValidation, "arguments: %s", clip(strings.TrimPrefix(err.Error(), "validating root: ")))
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return v, core.Errorf(core.CodeValidation, "arguments: %s", clip(err.Error()))
 	}
 	return v, nil
+}
+
+// schemaMessage says which argument breaks the input schema and what it must
+// be, from the schema alone: the validator quotes the value it refused, and a
+// value may be a secret (a Cursor key of the wrong type) or huge, and every
+// tool error goes to the model.
+func schemaMessage(err error, schema *jsonschema.Schema) string {
+	msg := strings.TrimPrefix(err.Error(), "validating root: ")
+	rest, ok := strings.CutPrefix(msg, "validating /properties/")
+	if !ok {
+		// required / additionalProperties: these name keys, never values.
+		return clip(msg)
+	}
+	path, detail, _ := strings.Cut(rest, ": ")
+	keyword, _, _ := strings.Cut(detail, ":")
+	name, _, _ := strings.Cut(path, "/")
+	field := strings.ReplaceAll(path, "/properties/", ".")
+	prop := schema.Properties[name]
+	if prop == nil || field != name {
+		return field + ": does not match the tool's input schema (" + keyword + ")"
+	}
+	switch keyword {
+	case "type":
+		return field + ": must be " + typeNames(prop)
+	case "enum":
+		vals := make([]string, 0, len(prop.Enum))
+		for _, e := range prop.Enum {
+			vals = append(vals, fmt.Sprint(e))
+		}
+		return field + ": must be one of " + strings.Join(vals, ", ")
+	case "minimum", "exclusiveMinimum":
+		if prop.Minimum != nil {
+			return field + ": must be at least " + strconv.FormatFloat(*prop.Minimum, 'f', -1, 64)
+		}
+	case "maximum", "exclusiveMaximum":
+		if prop.Maximum != nil {
+			return field + ": must be at most " + strconv.FormatFloat(*prop.Maximum, 'f', -1, 64)
+		}
+	case "minLength":
+		if prop.MinLength != nil {
+			return field + ": must be at least " + strconv.Itoa(*prop.MinLength) + " characters"
+		}
+	case "maxLength":
+		if prop.MaxLength != nil {
+			return field + ": must be at most " + strconv.Itoa(*prop.MaxLength) + " characters"
+		}
+	}
+	return field + ": does not match the tool's input schema (" + keyword + ")"
+}
+
+// typeNames is "a string", "an integer or null"... for a schema's types.
+func typeNames(s *jsonschema.Schema) string {
+	types := s.Types
+	if s.Type != "" {
+		types = []string{s.Type}
+	}
+	names := make([]string, 0, len(types))
+	for _, t := range types {
+		switch t {
+		case "integer", "object", "array":
+			names = append(names, "an "+t)
+		case "null":
+			names = append(names, "null")
+		default:
+			names = append(names, "a "+t)
+		}
+	}
+	if len(names) == 0 {
+		return "a JSON value"
+	}
+	return strings.Join(names, " or ")
 }
 
 // clip bounds a message that may quote a client's value.

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 
-	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/spf13/cobra"
 
 	flapjackmcp "github.com/flapjack-dev/flapjack/mcp"
@@ -33,7 +32,9 @@ func runMCP(ctx context.Context, g *globals) error {
 	ensureRunnerForWork(ctx, g, a)
 	version, _ := buildVersion()
 	server := flapjackmcp.NewServer(a.svc, a.ownerActor(), flapjackmcp.Options{Version: version, Logger: g.logger})
-	err = server.Run(ctx, &sdk.StdioTransport{})
+	// The guard answers malformed input itself, so nothing a client sends
+	// can end the server, and every answer is out before it exits.
+	err = flapjackmcp.RunStdio(ctx, server, g.stdin, g.stdout, g.logger)
 	if ctx.Err() != nil {
 		return nil
 	}
