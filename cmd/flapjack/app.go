@@ -115,6 +115,7 @@ func buildRuntimes(g *globals, dataDir string, box *core.Box, sessions cloud.Ses
 		Logger:        g.logger,
 		// FLAPJACK_ACP_PERMISSIONS: workspace (default), allow-all or read-only.
 		ACPPermissions: os.Getenv("FLAPJACK_ACP_PERMISSIONS"),
+		AgentEnv:       ls.agentEnv,
 		Version:        version,
 	})
 	if err != nil {

@@ -29,8 +29,10 @@ type localSettings struct {
 	killGrace   time.Duration
 	githubToken string
 	githubAPI   string
-	limits      core.RunLimits
-	ttl         time.Duration
+	// agentEnv is FLAPJACK_AGENT_ENV: more variables agents may see.
+	agentEnv []string
+	limits   core.RunLimits
+	ttl      time.Duration
 }
 
 // readLocalSettings reads FLAPJACK_LOCAL_AGENT (cursor-agent, or exec when
@@ -43,6 +45,7 @@ func readLocalSettings() (localSettings, error) {
 		bin:         os.Getenv("FLAPJACK_LOCAL_AGENT_BIN"),
 		githubToken: os.Getenv("GITHUB_TOKEN"),
 		githubAPI:   envOr("FLAPJACK_GITHUB_API_URL", local.DefaultGitHubAPIURL),
+		agentEnv:    local.ParseAgentEnv(os.Getenv("FLAPJACK_AGENT_ENV")),
 	}
 	if raw := os.Getenv("FLAPJACK_LOCAL_AGENT_COMMAND"); raw != "" {
 		var err error

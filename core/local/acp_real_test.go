@@ -11,8 +11,9 @@ import (
 	"github.com/flapjack-dev/flapjack/core/coretest"
 )
 
-// claudeACPWant is what Zed's Claude adapter ends in: as root (CI), its
-// refusal explained; otherwise the missing login.
+// claudeACPWant is what Zed's Claude adapter ends in when it is told to skip
+// permissions: as root (CI), its refusal explained; otherwise the missing
+// login.
 func claudeACPWant() []string {
 	if os.Geteuid() == 0 {
 		return []string{"refuses to run as root", "IS_SANDBOX=1"}
@@ -32,14 +33,20 @@ func TestRealACPAdaptersHandshake(t *testing.T) {
 		want []string
 	}{
 		{"codex", AgentCodexACP, "codex-acp", nil, []string{"session/new failed: Authentication required"}},
-		{"claude", AgentClaudeACP, "claude-code-acp", nil, claudeACPWant()},
-		// In a sandbox the adapter runs as root too, and gets past session/new.
-		{"claude in a sandbox", AgentClaudeACP, "claude-code-acp", []string{"IS_SANDBOX=1"}, []string{"session/prompt failed: Authentication required"}},
+		// By default the agent sees no IS_SANDBOX (not on the allowlist), and
+		// the adapter asks for permissions rather than skipping them.
+		{"claude", AgentClaudeACP, "claude-code-acp", nil, []string{"session/prompt failed: Authentication required"}},
+		// Any IS_SANDBOX makes the adapter skip permissions, which Claude Code
+		// refuses as root unless it is 1; the error says what to do.
+		{"claude, IS_SANDBOX=yes", AgentClaudeACP, "claude-code-acp", []string{"IS_SANDBOX=yes"}, claudeACPWant()},
+		{"claude, IS_SANDBOX=1", AgentClaudeACP, "claude-code-acp", []string{"IS_SANDBOX=1"}, []string{"session/prompt failed: Authentication required"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			var pass []string
 			for _, kv := range tc.env {
 				k, v, _ := strings.Cut(kv, "=")
 				t.Setenv(k, v)
+				pass = append(pass, k) // as FLAPJACK_AGENT_ENV would
 			}
 			bin := coretest.NPMBin(t, tc.bin)
 			home := t.TempDir()
@@ -48,7 +55,7 @@ func TestRealACPAdaptersHandshake(t *testing.T) {
 			os.MkdirAll(filepath.Join(home, ".codex"), 0o700)
 			h := newHarness(t, plainOrigin(t), nil)
 			rt, err := New(Config{WorkspaceRoot: filepath.Join(t.TempDir(), "workspaces"), Agent: tc.agent,
-				SearchPath: filepath.Dir(bin) + string(os.PathListSeparator) + os.Getenv("PATH"), KillGrace: time.Second, Sessions: h.st})
+				SearchPath: filepath.Dir(bin) + string(os.PathListSeparator) + os.Getenv("PATH"), KillGrace: time.Second, Sessions: h.st, AgentEnv: pass})
 			if err != nil {
 				t.Fatal(err)
 			}

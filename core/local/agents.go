@@ -65,17 +65,20 @@ type adapter struct {
 	// whose command is FLAPJACK_LOCAL_AGENT_COMMAND).
 	acp    bool
 	preset []string
+	// envPrefixes are the variable families the CLI documents (its keys and
+	// settings), passed to it besides the base environment.
+	envPrefixes []string
 }
 
 // adapterFor returns the adapter of an agent name.
 func adapterFor(name string) (adapter, bool) {
 	switch name {
 	case AgentCursor:
-		return adapter{name: name, exe: "cursor-agent", args: cursorArgs, mapper: newCursorMapper, cursorKey: true, judge: true}, true
+		return adapter{name: name, exe: "cursor-agent", args: cursorArgs, mapper: newCursorMapper, cursorKey: true, judge: true, envPrefixes: cursorEnv()}, true
 	case AgentClaude:
-		return adapter{name: name, exe: "claude", args: claudeArgs, mapper: newClaudeMapper, judge: true}, true
+		return adapter{name: name, exe: "claude", args: claudeArgs, mapper: newClaudeMapper, judge: true, envPrefixes: claudeEnv()}, true
 	case AgentCodex:
-		return adapter{name: name, exe: "codex", args: codexArgs, mapper: newCodexMapper, judge: true}, true
+		return adapter{name: name, exe: "codex", args: codexArgs, mapper: newCodexMapper, judge: true, envPrefixes: codexEnv()}, true
 	case AgentExec:
 		return adapter{name: name, args: func(invocation) ([]string, bool) { return nil, true }, mapper: newExecMapper, cursorKey: true, promptEnv: true}, true
 	case AgentACP:
@@ -83,10 +86,26 @@ func adapterFor(name string) (adapter, bool) {
 	}
 	if argv, ok := acpPreset(name); ok {
 		// Cursor's ACP agent is Cursor's CLI and takes the session's key.
-		return adapter{name: name, exe: argv[0], preset: argv[1:], args: noArgs, mapper: newExecMapper, cursorKey: name == AgentCursorACP, acp: true}, true
+		ad := adapter{name: name, exe: argv[0], preset: argv[1:], args: noArgs, mapper: newExecMapper, cursorKey: name == AgentCursorACP, acp: true}
+		switch name {
+		case AgentGemini:
+			ad.envPrefixes = []string{"GEMINI_", "GOOGLE_"}
+		case AgentCursorACP:
+			ad.envPrefixes = cursorEnv()
+		case AgentClaudeACP:
+			ad.envPrefixes = claudeEnv()
+		case AgentCodexACP:
+			ad.envPrefixes = codexEnv()
+		}
+		return ad, true
 	}
 	return adapter{}, false
 }
+
+// The variable families each CLI documents for its credentials and settings.
+func cursorEnv() []string { return []string{"CURSOR_"} } // CURSOR_API_KEY is the session's, set by flapjack
+func claudeEnv() []string { return []string{"ANTHROPIC_", "CLAUDE_"} }
+func codexEnv() []string  { return []string{"OPENAI_", "CODEX_"} }
 
 // noArgs: ACP agents take nothing per run on their command line; the prompt
 // goes through the protocol.

@@ -114,7 +114,7 @@ func (r *Runtime) Execute(ctx context.Context, spec core.RunSpec, sink core.RunS
 		em.onStderr = acpRun.stderrLine
 		talk = agentTalk{run: acpRun.talk, interrupt: acpRun.interrupt, ends: true}
 	}
-	res, err := r.runAgent(ctx, spec, ws, argv, agentEnv(spec, ws, agent.adapter), talk, em, sink)
+	res, err := r.runAgent(ctx, spec, ws, argv, agentEnv(spec, ws, agent.adapter, r.agentEnv), talk, em, sink)
 	commitErr := r.commitRun(ctx, spec, ws, before, em)
 	if err != nil {
 		return core.RunOutcome{}, err
@@ -318,23 +318,15 @@ func (r *Runtime) runAgent(ctx context.Context, spec core.RunSpec, ws string, ar
 	return res, handleErr
 }
 
-// agentEnv is the runner's environment without any key or flapjack setting
-// of its own (the master key must never reach an agent, and a session without
-// a key must not borrow the runner's), plus the run's variables. Only agents
-// that use it get the session's Cursor key; claude and codex keep the
-// credentials they find in the environment (ANTHROPIC_API_KEY,
-// OPENAI_API_KEY, their own login). FLAPJACK_SESSION_ID marks every process
-// of the run, so a later runner can tell them apart from others.
-func agentEnv(spec core.RunSpec, ws string, ad adapter) []string {
-	env := baseEnv()
-	out := env[:0]
-	for _, kv := range env {
-		k, _, _ := strings.Cut(kv, "=")
-		if k == "CURSOR_API_KEY" || k == "GIT_TERMINAL_PROMPT" || k == "PWD" || strings.HasPrefix(k, "FLAPJACK_") {
-			continue
-		}
-		out = append(out, kv)
-	}
+// agentEnv is the agent's environment: the runner's variables its policy
+// allows (base, git, its CLI's own families, FLAPJACK_AGENT_ENV; never a
+// flapjack setting or the runner's Cursor key), plus the run's variables.
+// Only agents that use it get the session's Cursor key; claude and codex use
+// the credentials they find (ANTHROPIC_API_KEY, OPENAI_API_KEY, their own
+// login). FLAPJACK_SESSION_ID marks every process of the run, so a later
+// runner can tell them apart from others.
+func agentEnv(spec core.RunSpec, ws string, ad adapter, extra []string) []string {
+	out := agentPolicy(ad, extra).filter(os.Environ())
 	if spec.CursorAPIKey != "" && ad.cursorKey {
 		out = append(out, "CURSOR_API_KEY="+envValue(spec.CursorAPIKey))
 	}

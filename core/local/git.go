@@ -28,17 +28,9 @@ const gitWaitDelay = 5 * time.Second
 // context is cancelled, so work is never stranded.
 const commitTimeout = 2 * time.Minute
 
-// repoLocationEnv lists variables that would point git at another repository
-// than the workspace; a runner started from a git hook could inherit them.
-func repoLocationEnv() []string {
-	return []string{
-		"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
-		"GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_COMMON_DIR", "GIT_NAMESPACE", "GIT_PREFIX",
-	}
-}
-
 // gitError is a failed git command. Its text is client-safe: the subcommand
-// and git's last stderr line, never the environment.
+// and an excerpt of git's stderr (its last lines, secrets and URL
+// credentials hidden), never the environment.
 type gitError struct {
 	sub      string
 	exitCode int
@@ -48,7 +40,11 @@ type gitError struct {
 
 func (e *gitError) Error() string {
 	if e.last != "" {
-		return "git " + e.sub + " failed: " + e.last
+		sep := " "
+		if strings.Contains(e.last, "\n") {
+			sep = "\n"
+		}
+		return "git " + e.sub + " failed:" + sep + e.last
 	}
 	if e.exitCode > 0 {
 		return fmt.Sprintf("git %s failed with status %d", e.sub, e.exitCode)
@@ -66,30 +62,6 @@ type gitRun struct {
 	stdin string
 }
 
-// baseEnv is the runner's environment without variables that redirect git.
-func baseEnv() []string {
-	env := os.Environ()
-	drop := repoLocationEnv()
-	out := env[:0:0]
-	for _, kv := range env {
-		if !hasEnvKey(kv, drop...) {
-			out = append(out, kv)
-		}
-	}
-	return out
-}
-
-// hasEnvKey reports whether the KEY=value pair kv sets one of keys.
-func hasEnvKey(kv string, keys ...string) bool {
-	k, _, _ := strings.Cut(kv, "=")
-	for _, key := range keys {
-		if k == key {
-			return true
-		}
-	}
-	return false
-}
-
 // git runs git with the protections every call needs: ext:: transports off,
 // no terminal prompts, stdin from g.stdin. Hooks and fsmonitor are off too:
 // the agent can write the workspace's .git/config and hooks, and must not get
@@ -98,7 +70,9 @@ func (r *Runtime) git(ctx context.Context, g gitRun) (string, error) {
 	args := append([]string{"-c", "protocol.ext.allow=never", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false"}, g.args...)
 	cmd := exec.CommandContext(ctx, "git", args...)
 	cmd.Dir = g.dir
-	cmd.Env = append(append(baseEnv(), "GIT_TERMINAL_PROMPT=0"), g.env...)
+	// By allowlist: nothing that redirects git (GIT_DIR...), no key, no
+	// flapjack setting reaches git or what it runs.
+	cmd.Env = append(append(gitPolicy().filter(os.Environ()), "GIT_TERMINAL_PROMPT=0"), g.env...)
 	cmd.Stdin = strings.NewReader(g.stdin)
 	cmd.WaitDelay = gitWaitDelay
 	var stdout, stderr bytes.Buffer
@@ -109,7 +83,7 @@ func (r *Runtime) git(ctx context.Context, g gitRun) (string, error) {
 		sub = g.args[0]
 	}
 	if err := cmd.Run(); err != nil {
-		ge := &gitError{sub: sub, exitCode: -1, last: lastLine(stderr.String()), err: err}
+		ge := &gitError{sub: sub, exitCode: -1, last: stderrExcerpt(stderr.String(), r.redactor), err: err}
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
 			ge.exitCode = ee.ExitCode()
@@ -132,11 +106,57 @@ func exitCode(err error) int {
 	return -1
 }
 
-// lastLine returns the last non-blank line of s, valid UTF-8, at most 500 bytes.
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	l := strings.TrimSpace(strings.ToValidUTF8(lines[len(lines)-1], "\uFFFD"))
-	return truncateRunes(l, 500)
+// Bounds of the git stderr excerpt in an error.
+const (
+	excerptLines = 8
+	excerptBytes = 1500
+)
+
+// stderrExcerpt is what a user needs of git's stderr to see what went wrong:
+// its last non-blank lines (git prints the cause before the summary), valid
+// UTF-8, bounded, with secrets and the credentials of URLs hidden.
+func stderrExcerpt(s string, red *core.Redactor) string {
+	var lines []string
+	for _, l := range strings.Split(strings.ToValidUTF8(s, "\uFFFD"), "\n") {
+		// hint: lines are advice about git itself, not what went wrong.
+		if l = strings.TrimSpace(strings.TrimRight(l, "\r")); l != "" && !strings.HasPrefix(l, "hint:") {
+			lines = append(lines, hideURLCredentials(l))
+		}
+	}
+	if len(lines) > excerptLines {
+		lines = append([]string{"…"}, lines[len(lines)-excerptLines:]...)
+	}
+	out := red.String(strings.Join(lines, "\n"))
+	if len(out) > excerptBytes {
+		cut := len(out) - excerptBytes
+		for cut < len(out) && !utf8.RuneStart(out[cut]) {
+			cut++
+		}
+		out = "…" + out[cut:]
+	}
+	return out
+}
+
+// hideURLCredentials replaces the user:password of URLs in s.
+func hideURLCredentials(s string) string {
+	var b strings.Builder
+	for {
+		i := strings.Index(s, "://")
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		b.WriteString(s[:i+3])
+		s = s[i+3:]
+		end := strings.IndexAny(s, "/ \t'\"")
+		if end < 0 {
+			end = len(s)
+		}
+		if at := strings.LastIndexByte(s[:end], '@'); at >= 0 {
+			b.WriteString("***@")
+			s = s[at+1:]
+		}
+	}
 }
 
 // truncateRunes cuts s to at most n bytes at a rune boundary.

@@ -60,6 +60,9 @@ type Config struct {
 	ACPPermissions string
 	// Version is flapjack's, told to ACP agents in initialize.
 	Version string
+	// AgentEnv names variables agents get besides their defaults
+	// (FLAPJACK_AGENT_ENV, see ParseAgentEnv).
+	AgentEnv []string
 }
 
 // SessionGetter reads a session (core.Store has it).
@@ -82,6 +85,9 @@ type Runtime struct {
 	clock      core.Clock
 	acpPolicy  string
 	version    string
+	agentEnv   []string
+	// redactor hides the GitHub token in what git prints.
+	redactor *core.Redactor
 }
 
 var (
@@ -139,7 +145,7 @@ func New(cfg Config) (*Runtime, error) {
 	r := &Runtime{
 		root: root, repos: repos, agent: cfg.Agent, bin: bin, command: command, searchPath: cfg.SearchPath,
 		killGrace: cfg.KillGrace, github: gh, sessions: cfg.Sessions, log: cfg.Logger, clock: cfg.Clock,
-		acpPolicy: cfg.ACPPermissions, version: cfg.Version,
+		acpPolicy: cfg.ACPPermissions, version: cfg.Version, agentEnv: cfg.AgentEnv, redactor: core.NewRedactor(cfg.GitHubToken),
 	}
 	if r.acpPolicy == "" {
 		r.acpPolicy = PermissionsWorkspace

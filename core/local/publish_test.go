@@ -210,7 +210,7 @@ func TestPublishWhatAndWhere(t *testing.T) {
 		sink2 := newSink(t)
 		out2, err := r.Execute(context.Background(), followUp(spec, "append more"), sink2)
 		errs := errorMessages(t, sink2)
-		if err != nil || out2.Status != core.MessageFinished || out2.PRBranch != "" || len(errs) != 1 || !strings.HasPrefix(errs[0], "the branch main was not pushed to "+repo.url+": git push failed: ") {
+		if err != nil || out2.Status != core.MessageFinished || out2.PRBranch != "" || len(errs) != 1 || !strings.HasPrefix(errs[0], "the branch main was not pushed to "+repo.url+": git push failed:") || !strings.Contains(errs[0], "[rejected]") {
 			t.Errorf("rejected push: %+v, %v, %q", out2, err, errs)
 		}
 	})
