@@ -697,7 +697,7 @@ func (s *Service) ListEvents(ctx context.Context, a Actor, id string, in EventsI
 	if _, err := s.session(ctx, a, id); err != nil {
 		return EventPage{}, err
 	}
-	q := EventQuery{SessionID: id, Since: since, MessageID: in.MessageID, Limit: limit}
+	q := EventQuery{SessionID: id, Since: since, MessageID: in.MessageID, Limit: limit, MaxBytes: MaxEventPageBytes}
 	deadline := time.Now().Add(time.Duration(wait) * time.Second)
 	for {
 		evs, err := s.cfg.Store.ListEvents(ctx, q)
@@ -722,6 +722,12 @@ func (s *Service) ListEvents(ctx context.Context, a Actor, id string, in EventsI
 		}
 	}
 }
+
+// MaxEventPageBytes bounds the payloads of one events page: a page ends
+// early rather than pass it (with at least one event), and last_seq says
+// where to go on, so a poller loses nothing and no reader can make the
+// server hold gigabytes.
+const MaxEventPageBytes = 4 << 20
 
 // Cancel stops an active session: the run is stopped through its runtime and
 // queued messages are cancelled. It answers once the run has stopped.

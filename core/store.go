@@ -42,7 +42,8 @@ type Store interface {
 	// AppendEvents appends events to a session's log in one transaction, assigning
 	// consecutive seqs, and returns them. It does not touch the session's Version.
 	AppendEvents(ctx context.Context, sessionID string, events []EventInput) ([]Event, error)
-	// ListEvents reads a session's log by keyset: seq > Since, ascending, at most Limit.
+	// ListEvents reads a session's log by keyset: seq > Since, ascending, at
+	// most Limit events and (past the first) MaxBytes of payload.
 	ListEvents(ctx context.Context, q EventQuery) ([]Event, error)
 	// SetRunHandle records the active run's handle and bumps Version, so a
 	// change decided before the handle existed cannot erase it.
@@ -71,6 +72,9 @@ type EventQuery struct {
 	Since     int64
 	MessageID string
 	Limit     int
+	// MaxBytes, when positive, ends the page once its payloads add up to
+	// this many bytes; a page always holds at least one event.
+	MaxBytes int
 }
 
 // EventInput is an event to append; the store assigns id, session and seq.

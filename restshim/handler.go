@@ -29,6 +29,9 @@ type Options struct {
 	// Events may be written by a runner in another process, so there is
 	// nothing to wait on.
 	StreamPoll time.Duration
+	// StreamWriteTimeout bounds each write of an event stream: a client that
+	// stops reading is dropped after it (30 s).
+	StreamWriteTimeout time.Duration
 	// MCP, when set, serves the MCP server over Streamable HTTP at /mcp with
 	// the same tokens, one server per MCP session acting as the token's user.
 	MCP NewMCPServer
@@ -75,6 +78,9 @@ func New(svc *core.Service, auth Authenticator, opts Options) *Handler {
 	}
 	if opts.StreamPoll <= 0 {
 		opts.StreamPoll = 100 * time.Millisecond
+	}
+	if opts.StreamWriteTimeout <= 0 {
+		opts.StreamWriteTimeout = 30 * time.Second
 	}
 	h := &Handler{svc: svc, auth: auth, log: opts.Logger, opts: opts, mux: http.NewServeMux(), closing: make(chan struct{})}
 	h.handle(Route{"GET", "/healthz", "health", true}, h.health)

@@ -53,8 +53,21 @@ func (h *Handler) streamEvents(w http.ResponseWriter, r *http.Request, a core.Ac
 	}
 
 	rc := http.NewResponseController(w)
-	// A stream lives longer than any write timeout; it ends by itself.
-	rc.SetWriteDeadline(time.Time{})
+	// A stream lives longer than the server's write timeout; each write has
+	// its own deadline instead, so a client that stops reading is dropped
+	// (with its goroutine and page) within StreamWriteTimeout.
+	s := &sseWriter{w: w, rc: rc, timeout: h.opts.StreamWriteTimeout}
+	rc.SetWriteDeadline(time.Now().Add(s.timeout))
+	stopped := make(chan struct{})
+	defer close(stopped)
+	go func() {
+		// On shutdown a write blocked on a stalled client ends at once.
+		select {
+		case <-h.closing:
+			_ = rc.SetWriteDeadline(time.Now())
+		case <-stopped:
+		}
+	}()
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-store")
@@ -64,7 +77,6 @@ func (h *Handler) streamEvents(w http.ResponseWriter, r *http.Request, a core.Ac
 		return
 	}
 
-	s := &sseWriter{w: w, rc: rc}
 	pos := *since
 	pending := &page // the first read is sent before anything else is read
 	lastWrite := time.Now()
@@ -94,9 +106,10 @@ func (h *Handler) streamEvents(w http.ResponseWriter, r *http.Request, a core.Ac
 				pos = ev.Seq
 				lastWrite = time.Now()
 			}
-			full := len(pending.Events) == core.MaxEventLimit
+			// A page can end early (its byte bound): read on until one is empty.
+			more := len(pending.Events) > 0
 			pending = nil
-			if !full {
+			if !more {
 				break
 			}
 		}
@@ -121,11 +134,13 @@ func (h *Handler) streamEvents(w http.ResponseWriter, r *http.Request, a core.Ac
 	}
 }
 
-// sseWriter writes Server-Sent Events, flushing after each.
+// sseWriter writes Server-Sent Events, flushing after each, each write with
+// its own deadline.
 type sseWriter struct {
-	w   http.ResponseWriter
-	rc  *http.ResponseController
-	buf bytes.Buffer
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+	buf     bytes.Buffer
 }
 
 // event writes one event; false when the client is gone.
@@ -159,6 +174,9 @@ func (s *sseWriter) comment(text string) bool {
 }
 
 func (s *sseWriter) flush() bool {
+	if s.rc.SetWriteDeadline(time.Now().Add(s.timeout)) != nil {
+		return false
+	}
 	if _, err := s.w.Write(s.buf.Bytes()); err != nil {
 		return false
 	}

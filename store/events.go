@@ -149,6 +149,7 @@ func (s *Store) ListEvents(ctx context.Context, q core.EventQuery) ([]core.Event
 	if q.Limit > 0 {
 		out = make([]core.Event, 0, min(q.Limit, 1000))
 	}
+	size := 0
 	for rows.Next() {
 		var (
 			e            core.Event
@@ -164,6 +165,9 @@ func (s *Store) ListEvents(ctx context.Context, q core.EventQuery) ([]core.Event
 		e.Type = core.EventType(typ)
 		e.Payload = json.RawMessage(payload)
 		e.CreatedAt = fromMS(created)
+		if size += len(payload); q.MaxBytes > 0 && size > q.MaxBytes && len(out) > 0 {
+			break // the page is full; no more rows are read
+		}
 		out = append(out, e)
 	}
 	return out, wrap("list events", rows.Err())
