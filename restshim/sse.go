@@ -61,9 +61,15 @@ func (h *Handler) streamEvents(w http.ResponseWriter, r *http.Request, a core.Ac
 	stopped := make(chan struct{})
 	defer close(stopped)
 	go func() {
-		// On shutdown a write blocked on a stalled client ends at once.
+		// On shutdown a stream says goodbye and ends; one whose write is
+		// blocked on a stalled client is cut after a moment.
 		select {
 		case <-h.closing:
+		case <-stopped:
+			return
+		}
+		select {
+		case <-time.After(streamShutdownGrace):
 			_ = rc.SetWriteDeadline(time.Now())
 		case <-stopped:
 		}
@@ -133,6 +139,10 @@ func (h *Handler) streamEvents(w http.ResponseWriter, r *http.Request, a core.Ac
 		}
 	}
 }
+
+// streamShutdownGrace is how long a stream has on shutdown to write its
+// goodbye before a blocked write is cut.
+const streamShutdownGrace = time.Second
 
 // sseWriter writes Server-Sent Events, flushing after each, each write with
 // its own deadline.
