@@ -1,9 +1,12 @@
 package core_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flapjack-dev/flapjack/core"
 )
@@ -52,4 +55,57 @@ func asError(err error, target **core.Error) bool {
 	e := core.AsError(err)
 	*target = e
 	return e != nil
+}
+
+// TestSealedKeyThatCannotBeOpenedFailsTheSession: a runner whose master key
+// is not the one the session's key was sealed with fails the session with a
+// clear reason; the agent never runs, keyless or otherwise.
+func TestSealedKeyThatCannotBeOpenedFailsTheSession(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	st, err := h.svc.StartSession(ctx, h.actor, core.StartSessionInput{CodeAgentID: h.agent.ID, Prompt: "x", CursorAPIKey: "crsr_sealed_0123456789"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := core.NewBox(make([]byte, 32))
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	r := core.NewRunner(core.RunnerConfig{Store: h.st, Box: other, Runtimes: map[string]core.Runtime{"local": h.rt}, PollInterval: 5 * time.Millisecond})
+	go func() { defer close(done); r.Run(runCtx) }()
+	defer func() { stop(); <-done }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d, _ := h.svc.GetSession(ctx, h.actor, st.SessionID)
+		if d.Status == core.StatusError {
+			if d.Error == nil || !strings.Contains(*d.Error, "cannot be decrypted") {
+				t.Errorf("error = %v, want it to say the key cannot be decrypted", d.Error)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("session still %s", d.Status)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	h.rt.mu.Lock()
+	defer h.rt.mu.Unlock()
+	if len(h.rt.prepared) != 0 || len(h.rt.executed) != 0 {
+		t.Errorf("the runtime was asked to prepare %d and execute %d runs without the session's key", len(h.rt.prepared), len(h.rt.executed))
+	}
+}
+
+func TestBoxCheckValue(t *testing.T) {
+	a, _ := core.NewBox(make([]byte, 32))
+	k := make([]byte, 32)
+	k[0] = 1
+	b, _ := core.NewBox(k)
+	if err := a.Verify(a.CheckValue()); err != nil {
+		t.Errorf("own check value refused: %v", err)
+	}
+	if err := b.Verify(a.CheckValue()); !errors.Is(err, core.ErrWrongMasterKey) {
+		t.Errorf("another key's check value = %v, want ErrWrongMasterKey", err)
+	}
+	if bytes.Contains(a.CheckValue(), make([]byte, 8)) {
+		t.Error("the check value looks like the key")
+	}
 }

@@ -235,7 +235,11 @@ func (r *Runner) drive(ctx context.Context, id string) {
 				r.endSession(ctx, log, ss, StatusError, fmt.Sprintf("this runner has no %q runtime", ss.Runtime))
 			case running != nil:
 				// A run this runner did not start: its runner went away.
-				spec := r.spec(ss, *running, msgs, true)
+				spec, err := r.spec(ss, *running, msgs, true)
+				if err != nil {
+					r.failMessage(ctx, log, ss, *running, err.Error())
+					continue
+				}
 				if running.CursorRunID != nil {
 					spec.RunID = *running.CursorRunID
 				}
@@ -293,7 +297,7 @@ func lastOutcome(msgs []Message) Status {
 	return StatusFinished
 }
 
-func (r *Runner) spec(ss Session, m Message, msgs []Message, adopted bool) RunSpec {
+func (r *Runner) spec(ss Session, m Message, msgs []Message, adopted bool) (RunSpec, error) {
 	prompt := m.Prompt
 	if ss.Preamble != "" {
 		prompt = ss.Preamble + "\n\n" + m.Prompt
@@ -311,12 +315,13 @@ func (r *Runner) spec(ss Session, m Message, msgs []Message, adopted bool) RunSp
 	if ss.CursorKeyCiphertext != nil && r.cfg.Box != nil {
 		key, err := r.cfg.Box.Open(ss.CursorKeyCiphertext, PurposeCursorKey, ss.OrgID, ss.ID)
 		if err != nil {
-			r.cfg.Logger.Error("runner: cannot open the session's Cursor key", "session", ss.ID, "err", err)
-		} else {
-			spec.CursorAPIKey = string(key)
+			// Never run it keyless: the agent would act without the
+			// credentials it was started with.
+			return spec, fmt.Errorf("the session's Cursor API key cannot be decrypted (%v); was the master key changed? Start a new session with the key", err)
 		}
+		spec.CursorAPIKey = string(key)
 	}
-	return spec
+	return spec, nil
 }
 
 // apply commits a change; a lost race is fine (the caller re-reads and decides again).
@@ -336,7 +341,11 @@ func (r *Runner) apply(ctx context.Context, log *slog.Logger, ch Change) bool {
 // prepareAndRun prepares the next message's run, records it started (with what
 // Prepare returned, in the same transaction) and executes it.
 func (r *Runner) prepareAndRun(ctx context.Context, log *slog.Logger, rt Runtime, ss Session, m Message, msgs []Message) {
-	spec := r.spec(ss, m, msgs, false)
+	spec, err := r.spec(ss, m, msgs, false)
+	if err != nil {
+		r.failMessage(ctx, log, ss, m, err.Error())
+		return
+	}
 	defer r.cfg.Redactor.Add(spec.CursorAPIKey)()
 	start, err := rt.Prepare(ctx, spec)
 	if err != nil {

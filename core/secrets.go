@@ -3,6 +3,7 @@ package core
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -11,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 )
 
@@ -34,6 +36,7 @@ const (
 type Box struct {
 	aead  cipher.AEAD
 	keyID [4]byte
+	check []byte
 }
 
 // NewBox makes a Box from a 32-byte master key.
@@ -52,7 +55,28 @@ func NewBox(master []byte) (*Box, error) {
 	sum := sha256.Sum256(master)
 	b := &Box{aead: aead}
 	copy(b.keyID[:], sum[:4])
+	mac := hmac.New(sha256.New, master)
+	mac.Write([]byte("flapjack master key check v1"))
+	b.check = mac.Sum(nil)[:16]
 	return b, nil
+}
+
+// ErrWrongMasterKey is why a process refuses to start with a master key
+// other than the one its database was made with: every secret it sealed
+// would fail to open.
+var ErrWrongMasterKey = errors.New("the master key is not the one this database was made with")
+
+// CheckValue identifies the master key without revealing anything of it
+// (an HMAC of a fixed text under the key); the database keeps the first one
+// it sees.
+func (b *Box) CheckValue() []byte { return append([]byte(nil), b.check...) }
+
+// Verify compares a stored check value with this Box's key.
+func (b *Box) Verify(stored []byte) error {
+	if !hmac.Equal(stored, b.check) {
+		return ErrWrongMasterKey
+	}
+	return nil
 }
 
 func additionalData(purpose, org, row string) []byte {
@@ -146,8 +170,50 @@ func LoadMasterKey(dataDir, envValue string, haveCiphertext bool) ([]byte, error
 		} else if err != nil {
 			return nil, err
 		}
+		// The new name must survive a crash too, or the key would be lost
+		// with everything sealed under it.
+		if err := syncDir(dataDir); err != nil {
+			return nil, err
+		}
 		return key, nil
 	default:
 		return nil, err
 	}
+}
+
+// syncDir makes a directory's entries durable. Windows cannot open a
+// directory for syncing and does not need it.
+func syncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// PrepareDataDir creates the data directory readable by its owner only, or
+// makes an existing one so; it reports whether it had to tighten one others
+// could read (the caller says so). Windows has no such modes.
+func PrepareDataDir(dir string) (tightened bool, err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return false, fmt.Errorf("creating data directory: %w", err)
+	}
+	if runtime.GOOS == "windows" {
+		return false, nil
+	}
+	info, err := os.Stat(dir)
+	if err != nil {
+		return false, err
+	}
+	if info.Mode().Perm()&0o077 == 0 {
+		return false, nil
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return false, fmt.Errorf("making the data directory %s private: %w", dir, err)
+	}
+	return true, nil
 }

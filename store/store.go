@@ -12,8 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -61,6 +63,12 @@ type Store struct {
 // Open opens (creating if needed) the database at path and brings its schema up
 // to date.
 func Open(path string) (*Store, error) {
+	if err := checkPathLength(path); err != nil {
+		return nil, err
+	}
+	if err := createPrivate(path); err != nil {
+		return nil, err
+	}
 	dsn, err := dsnFor(path)
 	if err != nil {
 		return nil, err
@@ -83,6 +91,48 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// maxSQLitePath is the longest file path SQLite's unix VFS opens
+// (MAX_PATHNAME 512, with its terminating NUL); the journal's is the longest.
+const maxSQLitePath = 511
+
+// checkPathLength refuses a database path whose journal's path SQLite could
+// not open, with a message naming the limit: SQLite itself only says
+// "unable to open database file (14)".
+func checkPathLength(path string) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	if n := len(abs) + len("-journal"); n > maxSQLitePath {
+		dirMax := maxSQLitePath - len("-journal") - (len(abs) - len(filepath.Dir(abs)))
+		return fmt.Errorf("store: the path %s is too long for SQLite: its journal's path would be %d bytes, over SQLite's limit of %d; use a data directory whose path is at most %d bytes (this one has %d)",
+			abs, n, maxSQLitePath, dirMax, len(filepath.Dir(abs)))
+	}
+	return nil
+}
+
+// createPrivate creates the database file readable by its owner only, before
+// SQLite opens it: SQLite gives the -wal and -shm files the database file's
+// mode, so all three stay private whatever the umask. An existing file is
+// made private too. (Windows has no such modes; its ACLs come from the
+// directory.)
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("store: create %s: %w", path, err)
+	}
+	f.Close()
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("store: make %s private: %w", p, err)
+		}
+	}
+	return nil
 }
 
 // Close releases the database. It is safe to call more than once.
@@ -326,6 +376,17 @@ func (s *Store) HasCiphertext(ctx context.Context) (bool, error) {
 		`SELECT EXISTS (SELECT 1 FROM sessions WHERE cursor_key_ciphertext IS NOT NULL)
 			OR EXISTS (SELECT 1 FROM webhook_secrets)`).Scan(&ok)
 	return ok, wrap("has ciphertext", err)
+}
+
+// MasterKeyCheck records value as the master key's check value unless one is
+// recorded already, and returns the one recorded (the first process's).
+func (s *Store) MasterKeyCheck(ctx context.Context, value []byte) ([]byte, error) {
+	if _, err := s.db.ExecContext(ctx, `INSERT OR IGNORE INTO master_key_check (id, value) VALUES (1, ?)`, value); err != nil {
+		return nil, wrap("master key check", err)
+	}
+	var stored []byte
+	err := s.db.QueryRowContext(ctx, `SELECT value FROM master_key_check WHERE id = 1`).Scan(&stored)
+	return stored, wrap("master key check", err)
 }
 
 // DataVersion returns PRAGMA data_version of the Store's dedicated connection.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -1498,5 +1499,32 @@ func TestStreamPositionMovesWithItsEvents(t *testing.T) {
 	}
 	if again, _ := s.GetSession(ctx, sess.ID); again.StreamPosition != "" {
 		t.Errorf("after Apply: stream position %q, want it reset", again.StreamPosition)
+	}
+}
+
+// TestOpenNamesThePathLimit: a database path whose journal SQLite could not
+// open is refused with a message naming the limit, and one byte shorter works.
+func TestOpenNamesThePathLimit(t *testing.T) {
+	base := t.TempDir()
+	dirFor := func(n int) string {
+		d := base
+		for len(d) < n {
+			d += "/" + strings.Repeat("d", min(100, n-len(d)-1))
+		}
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	limit := 511 - len("/flapjack.db-journal")
+	if s, err := Open(filepath.Join(dirFor(limit), "flapjack.db")); err != nil {
+		t.Errorf("a data directory of %d bytes: %v", limit, err)
+	} else {
+		s.Close()
+	}
+	base = t.TempDir()
+	_, err := Open(filepath.Join(dirFor(limit+1), "flapjack.db"))
+	if err == nil || !strings.Contains(err.Error(), "too long for SQLite") || !strings.Contains(err.Error(), strconv.Itoa(limit)+" bytes") {
+		t.Errorf("a data directory of %d bytes: %v", limit+1, err)
 	}
 }

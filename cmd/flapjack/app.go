@@ -35,8 +35,12 @@ func (a *app) ownerActor() core.Actor {
 
 // openApp opens (creating on first use) the data directory.
 func openApp(ctx context.Context, g *globals, kick func()) (*app, error) {
-	if err := os.MkdirAll(g.dataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating data directory: %w", err)
+	tightened, err := core.PrepareDataDir(g.dataDir)
+	if err != nil {
+		return nil, err
+	}
+	if tightened {
+		g.logger.Warn("the data directory was readable by others; it is now private (mode 0700)", "dir", g.dataDir)
 	}
 	st, err := store.Open(filepath.Join(g.dataDir, "flapjack.db"))
 	if err != nil {
@@ -66,6 +70,17 @@ func (a *app) init(ctx context.Context, g *globals, kick func()) error {
 	}
 	if a.box, err = core.NewBox(master); err != nil {
 		return err
+	}
+	stored, err := a.store.MasterKeyCheck(ctx, a.box.CheckValue())
+	if err != nil {
+		return err
+	}
+	if err := a.box.Verify(stored); err != nil {
+		source := filepath.Join(a.dataDir, core.MasterKeyFile)
+		if os.Getenv("FLAPJACK_MASTER_KEY") != "" {
+			source = "FLAPJACK_MASTER_KEY"
+		}
+		return fmt.Errorf("%w (%s): every secret it sealed would fail to open; start with the key the database was made with", err, source)
 	}
 	g.redactor.Add(base64.StdEncoding.EncodeToString(master))
 	a.redactor = g.redactor
