@@ -109,3 +109,22 @@ func TestBoxCheckValue(t *testing.T) {
 		t.Error("the check value looks like the key")
 	}
 }
+
+// TestNamesRefuseControlCharacters: a template's name and description
+// cannot carry escape sequences to other users' terminals.
+func TestNamesRefuseControlCharacters(t *testing.T) {
+	h := newHarness(t)
+	bad := "x\x1b]52;c;cHduZWQ=\x07"
+	repo := "/srv/repo"
+	for _, f := range []core.AgentFields{{Name: &bad, DefaultRepoURL: &repo}, {Description: &bad, DefaultRepoURL: &repo}} {
+		_, err := h.svc.CreateAgent(context.Background(), h.actor, core.CreateAgentInput{AgentFields: f})
+		var e *core.Error
+		if !asError(err, &e) || e.Code != core.CodeValidation || (e.Field != "name" && e.Field != "description") {
+			t.Errorf("create with %+v = %v, want VALIDATION_ERROR on the field", f, err)
+		}
+	}
+	multi := "line one\nline two\twith a tab"
+	if _, err := h.svc.CreateAgent(context.Background(), h.actor, core.CreateAgentInput{AgentFields: core.AgentFields{Description: &multi, DefaultRepoURL: &repo}}); err != nil {
+		t.Errorf("a multi-line description was refused: %v", err)
+	}
+}

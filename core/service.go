@@ -254,10 +254,16 @@ func (s *Service) applyAgentFields(ag *CodeAgent, f AgentFields) error {
 		if err := checkLen("name", *f.Name, MaxNameChars); err != nil {
 			return err
 		}
+		if err := ValidateText("name", *f.Name, false); err != nil {
+			return err
+		}
 		ag.Name = *f.Name
 	}
 	if f.Description != nil {
 		if err := checkLen("description", *f.Description, MaxDescriptionChars); err != nil {
+			return err
+		}
+		if err := ValidateText("description", *f.Description, true); err != nil {
 			return err
 		}
 		ag.Description = *f.Description

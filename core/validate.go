@@ -31,6 +31,26 @@ func checkLen(field, v string, max int) error {
 	return nil
 }
 
+// ValidateText refuses what would act on a terminal rather than show on it:
+// control characters (C0, DEL, C1; newlines and tabs only where multiline)
+// and the bidirectional overrides and isolates that reorder what a reader
+// sees (U+202A-U+202E, U+2066-U+2069), plus line and paragraph separators
+// in single-line text. Names are single-line; descriptions are not.
+func ValidateText(field, v string, multiline bool) error {
+	for _, r := range v {
+		switch {
+		case multiline && (r == '\n' || r == '\t' || r == '\r'):
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
+			return invalid(field, "must not contain control characters (found U+%04X)", r)
+		case r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069:
+			return invalid(field, "must not contain bidirectional override characters (found U+%04X)", r)
+		case !multiline && (r == 0x2028 || r == 0x2029):
+			return invalid(field, "must be a single line (found U+%04X)", r)
+		}
+	}
+	return nil
+}
+
 // ValidatePrompt checks a prompt: non-empty and at most MaxPromptChars.
 func ValidatePrompt(p string) error {
 	if strings.TrimSpace(p) == "" {

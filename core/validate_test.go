@@ -109,3 +109,32 @@ func TestValidatePrompt(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateText(t *testing.T) {
+	for _, tc := range []struct {
+		v         string
+		multiline bool
+		ok        bool
+	}{
+		{"Bug Fixer", false, true},
+		{"naïve ünïcödé 名前", false, true},
+		{"two\nlines", false, false},
+		{"two\nlines\tand tabs", true, true},
+		{"esc \x1b[2J", true, false},
+		{"bell \x07", false, false},
+		{"c1 \u009b", true, false},
+		{"del \x7f", false, false},
+		{"rtl \u202egnp.exe", true, false},
+		{"isolate \u2067", false, false},
+		{"sep \u2028", false, false},
+		{"sep \u2028", true, true},
+	} {
+		err := ValidateText("name", tc.v, tc.multiline)
+		if (err == nil) != tc.ok {
+			t.Errorf("ValidateText(%q, multiline %v) = %v, want ok %v", tc.v, tc.multiline, err, tc.ok)
+		}
+		if err != nil && ErrorCode(err) != CodeValidation {
+			t.Errorf("code %s", ErrorCode(err))
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/flapjack-dev/flapjack/core"
 )
@@ -94,7 +95,7 @@ func (p *printer) event(e core.Event) error {
 	if p.format != formatText {
 		return json.NewEncoder(p.out).Encode(e)
 	}
-	typ := fmt.Sprintf("%-12s", e.Type)
+	typ := fmt.Sprintf("%-12s", safeText(string(e.Type)))
 	if p.color {
 		typ = colorFor(e) + typ + "\033[0m"
 	}
@@ -178,13 +179,50 @@ func payloadString(raw json.RawMessage, key string) string {
 	return s
 }
 
-// oneLine flattens text to one line of at most 160 characters.
+// oneLine flattens text to one line of at most 160 characters, terminal-safe.
 func oneLine(s string) string {
 	s = strings.Join(strings.Fields(s), " ")
 	if r := []rune(s); len(r) > 160 {
 		s = string(r[:157]) + "..."
 	}
-	return s
+	return safeText(s)
+}
+
+// safeText makes a string that came from an agent, a prompt or another user
+// safe to print on a terminal: control characters (C0 but tab, DEL, C1, so
+// every escape sequence: clipboard writes, screen clears, titles), the
+// bidirectional overrides and isolates, and line separators are shown as
+// Go-style escapes (\x1b, \u202e) instead of acting on the terminal; invalid
+// UTF-8 shows as U+FFFD. Text output only: JSON and JSONL are untouched.
+func safeText(s string) string {
+	clean := true
+	for _, r := range s {
+		if unsafeRune(r) {
+			clean = false
+			break
+		}
+	}
+	if clean && utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range strings.ToValidUTF8(s, "\uFFFD") {
+		switch {
+		case !unsafeRune(r):
+			b.WriteRune(r)
+		case r < 0x80:
+			fmt.Fprintf(&b, "\\x%02x", r)
+		default:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		}
+	}
+	return b.String()
+}
+
+// unsafeRune reports a rune that would act on a terminal or reorder text.
+func unsafeRune(r rune) bool {
+	return r < 0x20 && r != '\t' || r == 0x7f || r >= 0x80 && r < 0xa0 ||
+		r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069 || r == 0x2028 || r == 0x2029
 }
 
 func deref(s *string) string {
@@ -205,7 +243,12 @@ func table(w io.Writer, header string, rows [][]string) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, header)
 	for _, r := range rows {
-		fmt.Fprintln(tw, strings.Join(r, "\t"))
+		cells := make([]string, len(r))
+		for i, c := range r {
+			// A tab or newline inside a cell would break the table.
+			cells[i] = safeText(strings.NewReplacer("\t", " ", "\n", " ", "\r", " ").Replace(c))
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	tw.Flush()
 }
@@ -244,7 +287,7 @@ func keyValues(w io.Writer, fields [][2]string) {
 		if v == "" {
 			v = "-"
 		}
-		fmt.Fprintf(tw, "%s:\t%s\n", f[0], v)
+		fmt.Fprintf(tw, "%s:\t%s\n", f[0], safeText(strings.NewReplacer("\t", " ", "\n", " ", "\r", " ").Replace(v)))
 	}
 	tw.Flush()
 }

@@ -60,3 +60,53 @@ func TestSpinner(t *testing.T) {
 		t.Errorf("spinner output = %q", got)
 	}
 }
+
+// TestTextOutputIsTerminalSafe: escape sequences and other controls from
+// agents, prompts and users are shown, not executed, in every text renderer;
+// JSON keeps them as they are.
+func TestTextOutputIsTerminalSafe(t *testing.T) {
+	hostile := "ok\x1b]52;c;cHduZWQ=\x07\x1b[2J\x1b]0;title\x07\u202egnp.exe\u009b31m\x7f"
+	for _, tc := range []struct {
+		name string
+		got  string
+	}{
+		{"safeText", safeText(hostile)},
+		{"oneLine", oneLine(hostile)},
+		{"event", func() string {
+			var b strings.Builder
+			p, _ := printerFor("text", &b, false, true)
+			payload, _ := json.Marshal(map[string]string{"line": hostile})
+			p.event(core.Event{Seq: 1, Type: core.EventStdout, Payload: payload})
+			return b.String()
+		}()},
+		{"table", func() string {
+			var b strings.Builder
+			agentsTable(&b, []core.CodeAgent{{ID: "ca-1", Name: hostile}})
+			return b.String()
+		}()},
+		{"key-values", func() string {
+			var b strings.Builder
+			sessionText(&b, core.SessionDetail{Session: core.Session{ID: "cs-1", Error: &hostile}})
+			return b.String()
+		}()},
+	} {
+		for _, r := range tc.got {
+			if r == 0x1b || r == 0x07 || r == 0x9b || r == 0x7f || r == 0x202e {
+				t.Errorf("%s: %U reaches the terminal: %q", tc.name, r, tc.got)
+			}
+		}
+		if !strings.Contains(tc.got, `\x1b]52;c;`) || !strings.Contains(tc.got, `\u202e`) {
+			t.Errorf("%s: the escapes are not shown: %q", tc.name, tc.got)
+		}
+	}
+	var b strings.Builder
+	p, _ := printerFor("json", &b, false, true)
+	p.value(map[string]string{"name": hostile}, nil)
+	var back map[string]string
+	if err := json.Unmarshal([]byte(b.String()), &back); err != nil || back["name"] != hostile {
+		t.Errorf("JSON output changed the text: %q (%v)", b.String(), err)
+	}
+	if s := "plain text, tabs\tand ünïcödé"; safeText(s) != s {
+		t.Errorf("safeText changed ordinary text: %q", safeText(s))
+	}
+}

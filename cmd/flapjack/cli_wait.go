@@ -67,7 +67,7 @@ func startSpinner(w io.Writer, enabled bool, id string) *spinner {
 		for i := 0; ; i++ {
 			s.mu.Lock()
 			elapsed := time.Since(s.start).Truncate(time.Second)
-			fmt.Fprintf(s.w, "\r\033[K%c %s %s %s", frames[i%len(frames)], id, s.status, elapsed)
+			fmt.Fprintf(s.w, "\r\033[K%c %s %s %s", frames[i%len(frames)], safeText(id), safeText(s.status), elapsed)
 			s.shown = true
 			s.mu.Unlock()
 			select {

@@ -73,7 +73,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 // exitStatus reports err on stderr and maps it to the exit status: 2 for bad
 // usage, 4 when the server cannot be reached, a command's own status, else 1.
 func exitStatus(stderr io.Writer, err error) int {
-	fmt.Fprintln(stderr, "flapjack:", err)
+	// Messages can quote what a server or another user sent.
+	fmt.Fprintln(stderr, "flapjack:", safeText(err.Error()))
 	var (
 		ue usageError
 		ur unreachableError

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -73,10 +72,8 @@ func checkName(kind, name string) error {
 	if strings.TrimSpace(name) == "" || len([]rune(name)) > 100 {
 		return usageError{fmt.Errorf("%s name: 1 to 100 characters", kind)}
 	}
-	for _, r := range name {
-		if unicode.IsControl(r) {
-			return usageError{fmt.Errorf("%s name: no control characters", kind)}
-		}
+	if err := core.ValidateText(kind+" name", name, false); err != nil {
+		return usageError{err}
 	}
 	for _, p := range []string{core.PrefixOrg, core.PrefixUser, store.PrefixToken} {
 		if strings.HasPrefix(name, p) {
