@@ -117,9 +117,7 @@ func (s *Service) orgScope(ctx context.Context, a Actor, orgID string) ([]string
 		if a.AllOrgs {
 			return nil, nil
 		}
-		if len(a.OrgIDs) > 1 {
-			return nil, invalid("orgId", "is required because you belong to several orgs")
-		}
+		// Without orgId a read covers every org of the caller.
 		return a.OrgIDs, nil
 	}
 	if err := s.checkOrg(ctx, a, orgID); err != nil {
@@ -146,10 +144,14 @@ func (s *Service) checkOrg(ctx context.Context, a Actor, orgID string) error {
 // createOrg picks the org a new object belongs to.
 func (s *Service) createOrg(ctx context.Context, a Actor, orgID string) (string, error) {
 	if orgID == "" {
-		if a.DefaultOrgID == "" {
-			return "", invalid("orgId", "is required because you belong to several orgs")
+		switch {
+		case a.DefaultOrgID != "":
+			orgID = a.DefaultOrgID
+		case !a.AllOrgs && len(a.OrgIDs) == 0:
+			return "", invalid("orgId", "you belong to no org yet, so there is nowhere to create this; an admin adds you with: flapjack org add-member ORG USER")
+		default:
+			return "", invalid("orgId", "is required to create: you belong to %d orgs (%s); name the one this belongs to", len(a.OrgIDs), strings.Join(a.OrgIDs, ", "))
 		}
-		orgID = a.DefaultOrgID
 	}
 	return orgID, s.checkOrg(ctx, a, orgID)
 }

@@ -97,20 +97,16 @@ func TestMultiOrgUserMustNameTheOrg(t *testing.T) {
 	e := newEnv(t)
 	orgA, orgB := e.org("acme"), e.org("globex")
 	_, carol := e.user("carol", orgA, orgB)
-	for _, c := range []struct{ method, path, body string }{
-		{"POST", "/api/code-agents", `{"name":"x"}`},
-		{"GET", "/api/code-agents", ""},
-		{"GET", "/api/code-sessions", ""},
-	} {
-		var body any
-		if c.body != "" {
-			body = c.body
-		}
-		r := e.do(c.method, c.path, carol, body)
-		if r.status != 400 || !strings.HasPrefix(r.errMessage(), "orgId:") {
-			t.Errorf("carol %s %s without orgId = %d %s", c.method, c.path, r.status, r.body)
+	// Creating needs the org named; reading covers all of carol's orgs.
+	if r := e.do("POST", "/api/code-agents", carol, `{"name":"x"}`); r.status != 400 || !strings.HasPrefix(r.errMessage(), "orgId: is required to create: you belong to 2 orgs") {
+		t.Errorf("carol's create without orgId = %d %s", r.status, r.body)
+	}
+	for _, path := range []string{"/api/code-agents", "/api/code-sessions"} {
+		if r := e.do("GET", path, carol, nil); r.status != 200 {
+			t.Errorf("carol GET %s without orgId = %d %s", path, r.status, r.body)
 		}
 	}
+
 	var ag core.CodeAgent
 	r := e.do("POST", "/api/code-agents", carol, map[string]any{"orgId": orgB, "name": "in B", "defaultRepoUrl": "https://github.com/acme/app"})
 	r.decode(t, &ag)
@@ -125,6 +121,10 @@ func TestMultiOrgUserMustNameTheOrg(t *testing.T) {
 	e.do("GET", "/api/code-agents?orgId="+orgA, carol, nil).decode(t, &list)
 	if len(list) != 0 {
 		t.Errorf("carol's agents in A: %+v", list)
+	}
+	e.do("GET", "/api/code-agents", carol, nil).decode(t, &list)
+	if len(list) != 1 {
+		t.Errorf("carol's agents in all her orgs: %+v", list)
 	}
 	// Start takes orgId too; a template of another org than the one named is 404.
 	if r := e.do("POST", "/api/code-sessions", carol, map[string]any{"codeAgentId": ag.ID, "prompt": "x", "cursorApiKey": "key_0123456789abcdef", "orgId": orgA}); r.status != 404 {
@@ -142,6 +142,9 @@ func TestMultiOrgUserMustNameTheOrg(t *testing.T) {
 	e.do("GET", "/api/code-sessions", dave, nil).decode(t, &sessions)
 	if len(list) != 0 || len(sessions) != 0 {
 		t.Errorf("a user in no org sees %d agents and %d sessions", len(list), len(sessions))
+	}
+	if r := e.do("POST", "/api/code-agents", dave, `{"name":"x"}`); r.status != 400 || !strings.Contains(r.errMessage(), "you belong to no org") {
+		t.Errorf("create by a user in no org = %d %s", r.status, r.body)
 	}
 	if r := e.do("GET", "/api/code-agents/"+ag.ID, dave, nil); r.status != 404 {
 		t.Errorf("dave gets carol's agent: %d", r.status)
