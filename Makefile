@@ -4,7 +4,7 @@ BIN     := bin/flapjack
 PREFIX  ?= $(HOME)/.local
 GOFILES  = $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*')
 
-.PHONY: build test check fmt-check vet tidy-check bench demo install clean npm-deps
+.PHONY: build test check fmt-check vet tidy-check bench demo install clean npm-deps agents-check
 
 # NPM_DIR holds the real clients and agent CLIs the tests run against, at the
 # versions pinned in testdata/npm (installed once, again when the pins change).
@@ -26,7 +26,20 @@ $(NPM_DIR)/.installed: testdata/npm/package.json testdata/npm/package-lock.json
 	mkdir -p $(NPM_DIR)
 	cp testdata/npm/package.json testdata/npm/package-lock.json $(NPM_DIR)/
 	cd $(NPM_DIR) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	# Only Claude Code's install script runs: it puts its native binary in place.
+	cd $(NPM_DIR) && npm rebuild @anthropic-ai/claude-code --loglevel=error
 	touch $@
+
+## agents-check: the real-CLI and ACP contract tests against the newest published
+## agent CLIs and adapters, so a breaking release shows up the day it ships
+agents-check:
+	rm -rf $(CURDIR)/.cache/npm-latest && mkdir -p $(CURDIR)/.cache/npm-latest
+	cd $(CURDIR)/.cache/npm-latest && echo '{"private":true}' > package.json && \
+		npm install --no-audit --no-fund --ignore-scripts --loglevel=error @anthropic-ai/claude-code@latest @openai/codex@latest \
+			@zed-industries/claude-code-acp@latest @zed-industries/codex-acp@latest @agentclientprotocol/sdk@latest && \
+		npm rebuild @anthropic-ai/claude-code --loglevel=error
+	FLAPJACK_NPM_BIN=$(CURDIR)/.cache/npm-latest/node_modules/.bin FLAPJACK_REQUIRE_NPM=1 \
+		$(GO) test -count=1 -v -run 'TestRealCLIContracts|TestRealACPAdapters|TestACP' ./core/local/
 
 check: test
 

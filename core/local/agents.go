@@ -46,8 +46,10 @@ type invocation struct {
 // adapter knows one agent CLI: how to call it and how to read its output.
 type adapter struct {
 	name string
-	// exe is the executable looked up on PATH (none for exec).
-	exe string
+	// exe is the executable looked up on PATH (none for exec); altExe are
+	// other names it installs as, tried in order after exe.
+	exe    string
+	altExe []string
 	// args builds the arguments after the executable; stdin says whether the
 	// prompt goes on stdin (else it is the last argument, after "--").
 	args func(inv invocation) (args []string, stdin bool)
@@ -74,7 +76,8 @@ type adapter struct {
 func adapterFor(name string) (adapter, bool) {
 	switch name {
 	case AgentCursor:
-		return adapter{name: name, exe: "cursor-agent", args: cursorArgs, mapper: newCursorMapper, cursorKey: true, judge: true, envPrefixes: cursorEnv()}, true
+		// Cursor's CLI installs as "agent" now, and as "cursor-agent" on some installs.
+		return adapter{name: name, exe: "agent", altExe: []string{"cursor-agent"}, args: cursorArgs, mapper: newCursorMapper, cursorKey: true, judge: true, envPrefixes: cursorEnv()}, true
 	case AgentClaude:
 		return adapter{name: name, exe: "claude", args: claudeArgs, mapper: newClaudeMapper, judge: true, envPrefixes: claudeEnv()}, true
 	case AgentCodex:
@@ -111,12 +114,13 @@ func codexEnv() []string  { return []string{"OPENAI_", "CODEX_"} }
 // goes through the protocol.
 func noArgs(invocation) ([]string, bool) { return nil, false }
 
-// cursorArgs: cursor-agent -p --output-format stream-json --force
-// [--model=M] [--resume=ID] -- PROMPT. cursor-agent takes its prompt as an
+// cursorArgs: agent -p --output-format stream-json --force --trust
+// [--model=M] [--resume=ID] -- PROMPT. Cursor's CLI takes its prompt as an
 // argument; after "--" it can never be read as an option. --force lets it
-// edit files and run commands without asking, which print mode cannot.
+// edit files and run commands without asking, which print mode cannot;
+// --trust trusts the workspace, which headless runs need.
 func cursorArgs(inv invocation) ([]string, bool) {
-	args := []string{"-p", "--output-format", "stream-json", "--force"}
+	args := []string{"-p", "--output-format", "stream-json", "--force", "--trust"}
 	if inv.model != "" {
 		args = append(args, "--model="+inv.model)
 	}
@@ -141,11 +145,13 @@ func claudeArgs(inv invocation) ([]string, bool) {
 	return args, true
 }
 
-// codexArgs: codex exec --json --full-auto [--model=M] [resume ID] -, prompt
-// on stdin ("-"). --full-auto lets it edit the workspace and run commands in
-// its sandbox without asking.
+// codexArgs: codex exec --json --sandbox workspace-write [--model=M]
+// [resume ID] -, prompt on stdin ("-"). The workspace-write sandbox lets it
+// edit the workspace and run commands there without asking (exec never
+// asks); codex 0.147 and later refuse the old --full-auto. exec's options
+// come before "resume", which takes none of them.
 func codexArgs(inv invocation) ([]string, bool) {
-	args := []string{"exec", "--json", "--full-auto"}
+	args := []string{"exec", "--json", "--sandbox", "workspace-write"}
 	if inv.model != "" {
 		args = append(args, "--model="+inv.model)
 	}
@@ -217,11 +223,36 @@ func (r *Runtime) resolveAgent(name string) (resolvedAgent, error) {
 	if path == "" {
 		path = os.Getenv("PATH")
 	}
-	exe, err := lookPath(ad.exe, path)
+	var exe string
+	var err error
+	for _, name := range append([]string{ad.exe}, ad.altExe...) {
+		if exe, err = lookPath(name, path); err == nil {
+			break
+		}
+	}
 	if err != nil {
-		return resolvedAgent{}, fmt.Errorf("%s not found on PATH; install it or set FLAPJACK_LOCAL_AGENT (cursor-agent, claude, codex or exec) or FLAPJACK_LOCAL_AGENT_BIN", ad.exe)
+		return resolvedAgent{}, fmt.Errorf("%s not found on PATH; %s", strings.Join(append([]string{ad.exe}, ad.altExe...), " or "), installHint(name))
 	}
 	return resolvedAgent{adapter: ad, argv: append([]string{exe}, ad.preset...)}, nil
+}
+
+// installHint says how to get an agent's CLI.
+func installHint(name string) string {
+	switch name {
+	case AgentCursor, AgentCursorACP:
+		return "install Cursor's CLI (curl https://cursor.com/install -fsS | bash)"
+	case AgentClaude:
+		return "install Claude Code (npm install -g @anthropic-ai/claude-code)"
+	case AgentCodex:
+		return "install Codex (npm install -g @openai/codex)"
+	case AgentGemini:
+		return "install Gemini CLI (npm install -g @google/gemini-cli)"
+	case AgentClaudeACP:
+		return "install Zed's Claude Code adapter (npm install -g @zed-industries/claude-code-acp)"
+	case AgentCodexACP:
+		return "install Zed's Codex adapter (npm install -g @zed-industries/codex-acp)"
+	}
+	return "install it, or set FLAPJACK_LOCAL_AGENT_BIN"
 }
 
 // lookPath finds an executable file called name in the directories of path,

@@ -39,11 +39,11 @@ func TestCommandLines(t *testing.T) {
 		wantStdin string
 	}{
 		{name: "cursor-agent, auto model", agent: AgentCursor, spec: spec("auto", false),
-			want: []string{"/x/cursor-agent", "-p", "--output-format", "stream-json", "--force", "--", prompt}},
+			want: []string{"/x/agent", "-p", "--output-format", "stream-json", "--force", "--trust", "--", prompt}},
 		{name: "cursor-agent, model, resumed", agent: AgentCursor, spec: spec("gpt-5", true), state: sessionState{Agent: AgentCursor, CLISession: cursorChatID},
-			want: []string{"/x/cursor-agent", "-p", "--output-format", "stream-json", "--force", "--model=gpt-5", "--resume=" + cursorChatID, "--", prompt}},
+			want: []string{"/x/agent", "-p", "--output-format", "stream-json", "--force", "--trust", "--model=gpt-5", "--resume=" + cursorChatID, "--", prompt}},
 		{name: "cursor-agent, first run never resumes", agent: AgentCursor, spec: spec("auto", false), state: sessionState{Agent: AgentCursor, CLISession: cursorChatID},
-			want: []string{"/x/cursor-agent", "-p", "--output-format", "stream-json", "--force", "--", prompt}},
+			want: []string{"/x/agent", "-p", "--output-format", "stream-json", "--force", "--trust", "--", prompt}},
 		{name: "claude", agent: AgentClaude, spec: spec("auto", false),
 			want:      []string{"/x/claude", "-p", "--output-format", "stream-json", "--verbose", "--permission-mode", "acceptEdits", "--allowedTools", "Bash"},
 			wantStdin: prompt},
@@ -54,11 +54,11 @@ func TestCommandLines(t *testing.T) {
 			want:      []string{"/x/claude", "-p", "--output-format", "stream-json", "--verbose", "--permission-mode", "acceptEdits", "--allowedTools", "Bash"},
 			wantStdin: prompt},
 		{name: "codex", agent: AgentCodex, spec: spec("auto", false),
-			want: []string{"/x/codex", "exec", "--json", "--full-auto", "-"}, wantStdin: prompt},
+			want: []string{"/x/codex", "exec", "--json", "--sandbox", "workspace-write", "-"}, wantStdin: prompt},
 		{name: "codex, model, resumed", agent: AgentCodex, spec: spec("gpt-5-codex", true), state: sessionState{Agent: AgentCodex, CLISession: codexThread},
-			want: []string{"/x/codex", "exec", "--json", "--full-auto", "--model=gpt-5-codex", "resume", codexThread, "-"}, wantStdin: prompt},
+			want: []string{"/x/codex", "exec", "--json", "--sandbox", "workspace-write", "--model=gpt-5-codex", "resume", codexThread, "-"}, wantStdin: prompt},
 		{name: "a recorded id that could be an option is not used", agent: AgentCodex, spec: spec("auto", true), state: sessionState{Agent: AgentCodex, CLISession: "--last"},
-			want: []string{"/x/codex", "exec", "--json", "--full-auto", "-"}, wantStdin: prompt},
+			want: []string{"/x/codex", "exec", "--json", "--sandbox", "workspace-write", "-"}, wantStdin: prompt},
 		{name: "exec", agent: AgentExec, spec: spec("gpt-5", true),
 			want: []string{"/bin/agent", "-x"}, wantStdin: prompt},
 	}
@@ -251,16 +251,16 @@ func TestAgentsEndToEnd(t *testing.T) {
 		cursorKey     bool
 	}{
 		{agent: AgentCursor, exe: "cursor-agent",
-			first:     []string{"-p", "--output-format", "stream-json", "--force", "--model=gpt-5", "--", "Add a greeting to hello.txt"},
-			second:    []string{"-p", "--output-format", "stream-json", "--force", "--model=gpt-5", "--resume=" + cursorChatID, "--", "Also greet the moon"},
+			first:     []string{"-p", "--output-format", "stream-json", "--force", "--trust", "--model=gpt-5", "--", "Add a greeting to hello.txt"},
+			second:    []string{"-p", "--output-format", "stream-json", "--force", "--trust", "--model=gpt-5", "--resume=" + cursorChatID, "--", "Also greet the moon"},
 			cursorKey: true},
 		{agent: AgentClaude, exe: "claude",
 			first:  []string{"-p", "--output-format", "stream-json", "--verbose", "--permission-mode", "acceptEdits", "--allowedTools", "Bash", "--model=gpt-5"},
 			second: []string{"-p", "--output-format", "stream-json", "--verbose", "--permission-mode", "acceptEdits", "--allowedTools", "Bash", "--model=gpt-5", "--resume=" + claudeSession},
 			stdin:  true},
 		{agent: AgentCodex, exe: "codex",
-			first:  []string{"exec", "--json", "--full-auto", "--model=gpt-5", "-"},
-			second: []string{"exec", "--json", "--full-auto", "--model=gpt-5", "resume", codexThread, "-"},
+			first:  []string{"exec", "--json", "--sandbox", "workspace-write", "--model=gpt-5", "-"},
+			second: []string{"exec", "--json", "--sandbox", "workspace-write", "--model=gpt-5", "resume", codexThread, "-"},
 			stdin:  true},
 	}
 	for _, tt := range tests {
@@ -502,12 +502,15 @@ func TestReadyNamesWhatIsMissing(t *testing.T) {
 	t.Parallel()
 	bin := t.TempDir()
 	for _, tt := range []struct {
-		agent, exe string
-	}{{AgentCursor, "cursor-agent"}, {AgentClaude, "claude"}, {AgentCodex, "codex"}} {
+		agent, want string
+	}{
+		{AgentCursor, "agent or cursor-agent not found on PATH; install Cursor's CLI"},
+		{AgentClaude, "claude not found on PATH; install Claude Code (npm install -g @anthropic-ai/claude-code)"},
+		{AgentCodex, "codex not found on PATH; install Codex (npm install -g @openai/codex)"},
+	} {
 		r := agentRuntime(t, tt.agent, bin, "", "")
-		want := tt.exe + " not found on PATH; install it or set FLAPJACK_LOCAL_AGENT"
-		if err := r.Ready(); err == nil || !strings.HasPrefix(err.Error(), want) {
-			t.Errorf("%s: Ready = %v, want %q…", tt.agent, err, want)
+		if err := r.Ready(); err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+			t.Errorf("%s: Ready = %v, want %q…", tt.agent, err, tt.want)
 		}
 	}
 	// Found on the search path; a directory of that name is not an executable.
