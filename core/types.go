@@ -70,6 +70,9 @@ const (
 	EventWebhook     EventType = "webhook"
 	// EventStalled marks a run that logged nothing for its stall timeout.
 	EventStalled EventType = "stalled"
+	// EventAgent is the first event of a local run: the agent CLI that runs
+	// it, its path and version.
+	EventAgent EventType = "agent"
 	// EventPlan is an ACP agent's plan: its entries with their status.
 	EventPlan EventType = "plan"
 	// EventPermission is a permission request of an ACP agent and how the

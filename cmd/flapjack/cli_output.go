@@ -149,7 +149,7 @@ func eventSummary(e core.Event) string {
 		return oneLine(str("text"))
 	case core.EventToolCall:
 		return oneLine(strings.TrimSpace(str("name") + " " + str("status")))
-	case core.EventStdout, core.EventStderr:
+	case core.EventStdout, core.EventStderr, core.EventAgent:
 		return oneLine(str("line"))
 	case core.EventError:
 		return oneLine(str("message"))

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/flapjack-dev/flapjack/core"
+	"github.com/flapjack-dev/flapjack/core/local"
 )
 
 // runnerStatus is what "flapjack runner status" reports.
@@ -38,6 +39,8 @@ type runnerStatus struct {
 		RunTimeoutSeconds   int64 `json:"run_timeout_seconds"`
 		WorkspaceTTLSeconds int64 `json:"workspace_ttl_seconds"`
 	} `json:"limits"`
+	// Agents are the local agent CLIs this machine has, with their versions.
+	Agents []local.AgentInfo `json:"agents"`
 }
 
 // diskUse is how many entries a directory holds and the disk they take.
@@ -115,6 +118,9 @@ func readRunnerStatus(ctx context.Context, g *globals) (runnerStatus, error) {
 	st.Limits.StallTimeoutSeconds = int64(ls.limits.StallTimeout.Seconds())
 	st.Limits.RunTimeoutSeconds = int64(ls.limits.RunTimeout.Seconds())
 	st.Limits.WorkspaceTTLSeconds = int64(ls.ttl.Seconds())
+	if lr, ok := a.runtimes[core.RuntimeLocal].(*local.Runtime); ok {
+		st.Agents = lr.Agents(ctx)
+	}
 	return st, nil
 }
 
@@ -218,6 +224,24 @@ func (st runnerStatus) text(w io.Writer) {
 		{"stall, run timeout", limit(st.Limits.StallTimeoutSeconds) + ", " + limit(st.Limits.RunTimeoutSeconds)},
 		{"workspace TTL", limit(st.Limits.WorkspaceTTLSeconds)},
 	})
+	if len(st.Agents) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	rows := make([][]string, 0, len(st.Agents))
+	for _, a := range st.Agents {
+		found, version := "-", a.Version
+		if a.Missing != "" {
+			found = "not installed"
+		} else {
+			found = a.Path
+		}
+		if version == "" {
+			version = "-"
+		}
+		rows = append(rows, []string{a.Name, version, found})
+	}
+	table(w, "AGENT\tVERSION\tPATH", rows)
 }
 
 // humanBytes writes a byte count in binary units.

@@ -152,6 +152,10 @@ func (a *acpRun) talk(stdin io.WriteCloser, stdout io.Reader) {
 		return
 	}
 	a.agentInfo = init.AgentInfo
+	if info := init.AgentInfo; info != nil {
+		a.em.emit(core.EventAgent, agentInfoPayload{Line: "flapjack: the agent is " + info.Name + " " + info.Version + " (ACP)",
+			Agent: a.name, Version: strings.TrimSpace(info.Name + " " + info.Version)})
+	}
 	var sid acp.SessionId
 	if a.resume != "" && init.AgentCapabilities.LoadSession {
 		if _, err := conn.LoadSession(ctx, acp.LoadSessionRequest{SessionId: acp.SessionId(a.resume), Cwd: a.ws, McpServers: []acp.McpServer{}}); err == nil {

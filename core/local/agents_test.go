@@ -543,3 +543,40 @@ func TestReadyNamesWhatIsMissing(t *testing.T) {
 		t.Errorf("a missing Bin: %v", err)
 	}
 }
+
+// TestRunsRecordTheirAgent: a run's first event names the agent CLI, its path
+// and its --version; the runtime lists the agents it finds.
+func TestRunsRecordTheirAgent(t *testing.T) {
+	t.Parallel()
+	o := makeOrigin(t)
+	bin, logs := t.TempDir(), t.TempDir()
+	r := agentRuntime(t, AgentClaude, bin, "", "")
+	spec := newSpec(o.dir, "main", "p")
+	ws := filepath.Join(r.root, spec.Session.ID)
+	exe := standIn(t, bin, "claude", logs, transcript(t, AgentClaude, "success", ws, 0))
+	if err := r.prepare(context.Background(), spec); err != nil {
+		t.Fatal(err)
+	}
+	sink := newSink(t)
+	if _, err := r.Execute(context.Background(), spec, sink); err != nil {
+		t.Fatal(err)
+	}
+	first := sink.all()[0]
+	var p agentInfoPayload
+	if err := json.Unmarshal(first.Payload, &p); err != nil || first.Type != core.EventAgent {
+		t.Fatalf("first event %s %s", first.Type, first.Payload)
+	}
+	if p.Agent != AgentClaude || p.Path != exe || p.Version != "stand-in 1.0.0" {
+		t.Errorf("agent event = %+v", p)
+	}
+	found := map[string]AgentInfo{}
+	for _, a := range r.Agents(context.Background()) {
+		found[a.Name] = a
+	}
+	if a := found[AgentClaude]; a.Path != exe || a.Version != "stand-in 1.0.0" || a.Missing != "" {
+		t.Errorf("claude = %+v", a)
+	}
+	if a := found[AgentCodex]; a.Missing == "" || !strings.Contains(a.Missing, "npm install -g @openai/codex") {
+		t.Errorf("codex = %+v, want it missing with an install hint", a)
+	}
+}

@@ -80,6 +80,7 @@ func (r *Runtime) Execute(ctx context.Context, spec core.RunSpec, sink core.RunS
 	if err != nil {
 		return core.RunOutcome{Status: core.MessageError, Error: err.Error()}, nil
 	}
+	r.agentEvent(ctx, em, agent)
 	argv, stdin, err := agent.command(spec, rs.get())
 	if err != nil {
 		return core.RunOutcome{Status: core.MessageError, Error: err.Error()}, nil

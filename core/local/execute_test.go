@@ -43,7 +43,7 @@ func TestExecuteMapsEventsAndCommits(t *testing.T) {
 			types = append(types, e.Type)
 		}
 	}
-	wantTypes := []core.EventType{core.EventAssistant, core.EventStdout, core.EventToolCall, core.EventToolCall,
+	wantTypes := []core.EventType{core.EventAgent, core.EventAssistant, core.EventStdout, core.EventToolCall, core.EventToolCall,
 		core.EventAssistant, core.EventResult, core.EventFileEdit}
 	if diff := cmp.Diff(wantTypes, types); diff != "" {
 		t.Errorf("event types (-want +got):\n%s", diff)
@@ -420,7 +420,7 @@ func TestDemoAgent(t *testing.T) {
 	for _, e := range sink.all() {
 		types = append(types, e.Type)
 	}
-	want := []core.EventType{core.EventAssistant, core.EventToolCall, core.EventToolCall, core.EventResult, core.EventFileEdit}
+	want := []core.EventType{core.EventAgent, core.EventAssistant, core.EventToolCall, core.EventToolCall, core.EventResult, core.EventFileEdit}
 	if diff := cmp.Diff(want, types); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/flapjack-dev/flapjack/core"
@@ -88,6 +89,9 @@ type Runtime struct {
 	agentEnv   []string
 	// redactor hides the GitHub token in what git prints.
 	redactor *core.Redactor
+	// versions caches agent CLIs' --version by executable.
+	versionsMu sync.Mutex
+	versions   map[string]string
 }
 
 var (
@@ -145,7 +149,7 @@ func New(cfg Config) (*Runtime, error) {
 	r := &Runtime{
 		root: root, repos: repos, agent: cfg.Agent, bin: bin, command: command, searchPath: cfg.SearchPath,
 		killGrace: cfg.KillGrace, github: gh, sessions: cfg.Sessions, log: cfg.Logger, clock: cfg.Clock,
-		acpPolicy: cfg.ACPPermissions, version: cfg.Version, agentEnv: cfg.AgentEnv, redactor: core.NewRedactor(cfg.GitHubToken),
+		acpPolicy: cfg.ACPPermissions, version: cfg.Version, agentEnv: cfg.AgentEnv, redactor: core.NewRedactor(cfg.GitHubToken), versions: map[string]string{},
 	}
 	if r.acpPolicy == "" {
 		r.acpPolicy = PermissionsWorkspace

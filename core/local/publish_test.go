@@ -178,7 +178,7 @@ func TestPublishWhatAndWhere(t *testing.T) {
 		spec := newSpec(repo.url, "main", "nochange")
 		spec.Session.AutoCreatePR = true
 		out, sink := runOnce(t, publishRuntime(t, gh, gh.token), spec)
-		if out.PRBranch != "" || repo.branch(t, "flapjack/"+spec.Session.ID) != "" || len(sink.all()) != 1 {
+		if out.PRBranch != "" || repo.branch(t, "flapjack/"+spec.Session.ID) != "" || len(sink.all()) != 2 || sink.all()[0].Type != core.EventAgent {
 			t.Errorf("outcome %+v, events %v", out, sink.all())
 		}
 	})

@@ -13,10 +13,13 @@
 #   x.exit    the exit status (default 0)
 #   x.kill    if present, the agent kills itself (SIGKILL) after its output,
 #             as a run killed halfway
+# --version answers "stand-in 1.0.0" and is not recorded.
 # Only sh, cat and printf, so it runs on any Debian.
 log=$1
 transcript=$2
 shift 2
+# flapjack asks every CLI its version first; that is no run.
+if [ "$1" = "--version" ]; then echo "stand-in 1.0.0"; exit 0; fi
 n=1
 while [ -e "$log/argv.$n" ]; do n=$((n + 1)); done
 : >"$log/argv.$n"
