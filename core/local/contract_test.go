@@ -66,7 +66,7 @@ func TestRealCLIContracts(t *testing.T) {
 						deadline := time.Now().Add(60 * time.Second)
 						for time.Now().Before(deadline) {
 							for _, e := range sink.all() {
-								if e.Type != core.EventStderr {
+								if e.Type != core.EventStderr && e.Type != core.EventAgent {
 									cancel()
 									return
 								}
