@@ -35,6 +35,16 @@ type Runtime interface {
 	Archive(ctx context.Context, s Session) error
 }
 
+// ModelParamsChecker is a Runtime whose readiness depends on a template's or
+// session's modelParams (the local runtime: modelParams.agent picks the
+// agent CLI, which must be known and installed). The Service calls it at
+// template create and update and at start, instead of Ready, so a bad
+// choice is refused then rather than failing the run later. The error says
+// what to install or set.
+type ModelParamsChecker interface {
+	CheckModelParams(params map[string]any) error
+}
+
 // RunSpec is what a runtime needs to run one message.
 type RunSpec struct {
 	Session Session

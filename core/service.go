@@ -205,6 +205,9 @@ func (s *Service) CreateAgent(ctx context.Context, a Actor, in CreateAgentInput)
 	if err := s.applyAgentFields(&ag, in.AgentFields); err != nil {
 		return CodeAgent{}, err
 	}
+	if err := s.checkTemplateParams(ag); err != nil {
+		return CodeAgent{}, err
+	}
 	org, err := s.createOrg(ctx, a, in.OrgID)
 	if err != nil {
 		return CodeAgent{}, err
@@ -224,6 +227,11 @@ func (s *Service) UpdateAgent(ctx context.Context, a Actor, id string, f AgentFi
 	}
 	if err := s.applyAgentFields(&ag, f); err != nil {
 		return CodeAgent{}, err
+	}
+	if f.ModelParams != nil || f.Runtime != nil {
+		if err := s.checkTemplateParams(ag); err != nil {
+			return CodeAgent{}, err
+		}
 	}
 	ag.UpdatedAt = s.cfg.Clock.Now()
 	if err := s.cfg.Store.UpdateAgent(ctx, ag); errors.Is(err, ErrNotFound) {
@@ -451,8 +459,10 @@ func (s *Service) StartSession(ctx context.Context, a Actor, in StartSessionInpu
 			ag.ID, runtimeName, strings.Join(s.RuntimeNames(), ", "))
 	}
 
-	if err := rt.Ready(); err != nil {
-		return StartResult{}, notReady(rt, err)
+	if _, checks := rt.(ModelParamsChecker); !checks {
+		if err := rt.Ready(); err != nil {
+			return StartResult{}, notReady(rt, err)
+		}
 	}
 	var repo string
 	switch {
@@ -486,6 +496,9 @@ func (s *Service) StartSession(ctx context.Context, a Actor, in StartSessionInpu
 			return StartResult{}, err
 		}
 		params = in.ModelParams
+	}
+	if err := checkModelParams(rt, params); err != nil {
+		return StartResult{}, err
 	}
 	var webhook *string
 	if in.WebhookURL != nil && *in.WebhookURL != "" {
@@ -548,6 +561,30 @@ func (s *Service) StartSession(ctx context.Context, a Actor, in StartSessionInpu
 	}
 	s.cfg.Kick()
 	return StartResult{SessionID: ss.ID, MessageID: msg.ID}, nil
+}
+
+// checkTemplateParams refuses a template whose modelParams name what its
+// runtime cannot run (an unknown or missing agent). A template that names
+// none is not checked: the server's default agent may be installed after
+// templates are made; starts check it.
+func (s *Service) checkTemplateParams(ag CodeAgent) error {
+	if len(ag.ModelParams) == 0 {
+		return nil
+	}
+	return checkModelParams(s.runtimeFor(ag.Runtime), ag.ModelParams)
+}
+
+// checkModelParams asks a runtime that depends on them whether it can run
+// with these modelParams.
+func checkModelParams(rt Runtime, params map[string]any) error {
+	c, ok := rt.(ModelParamsChecker)
+	if !ok || rt == nil {
+		return nil
+	}
+	if err := c.CheckModelParams(params); err != nil {
+		return invalid("modelParams", "%v (on the flapjack server)", err)
+	}
+	return nil
 }
 
 // notReady is the VALIDATION_ERROR for a runtime that cannot run sessions.
@@ -653,7 +690,11 @@ func (s *Service) SendMessage(ctx context.Context, a Actor, id, prompt string) (
 			return Change{}, err
 		}
 		if rt := s.cfg.Runtimes[ss.Runtime]; rt != nil {
-			if err := rt.Ready(); err != nil {
+			if _, checks := rt.(ModelParamsChecker); checks {
+				if err := checkModelParams(rt, ss.ModelParams); err != nil {
+					return Change{}, err
+				}
+			} else if err := rt.Ready(); err != nil {
 				return Change{}, notReady(rt, err)
 			}
 		}

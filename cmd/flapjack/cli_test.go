@@ -147,11 +147,12 @@ func TestCLIGoldenOutputs(t *testing.T) {
 	repo := makeRepo(t)
 	// stdout and stderr are read concurrently, so a golden run writes stdout only.
 	agent := strings.ReplaceAll(streamAgent, `echo "a warning" >&2`, "")
-	c := newCLI(t, "FLAPJACK_LOCAL_AGENT_COMMAND="+writeAgent(t, agent))
+	agentPath := writeAgent(t, agent)
+	c := newCLI(t, "FLAPJACK_LOCAL_AGENT_COMMAND="+agentPath)
 	_, session := scriptedSession(t, c, repo)
 	for _, format := range []string{"text", "json", "jsonl"} {
 		norm := func(s string) string {
-			s = normalize(s, repo)
+			s = normalize(s, repo, agentPath)
 			if format == "text" {
 				// Column widths follow the raw values' lengths.
 				s = regexp.MustCompile(` {2,}`).ReplaceAllString(s, "  ")

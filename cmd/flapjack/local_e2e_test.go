@@ -29,7 +29,7 @@ func TestDefaultAgentMissing(t *testing.T) {
 		t.Fatal(e)
 	}
 	e := s.call(t, "flapjack_start_code_session", map[string]any{"codeAgentId": ag.ID, "prompt": "x"}, nil)
-	if !strings.HasPrefix(e, "VALIDATION_ERROR") || !strings.Contains(e, "cursor-agent not found on PATH; install it or set FLAPJACK_LOCAL_AGENT") {
+	if !strings.HasPrefix(e, "VALIDATION_ERROR") || !strings.Contains(e, "agent or cursor-agent not found on PATH; install Cursor's CLI") {
 		t.Errorf("start = %q", e)
 	}
 }

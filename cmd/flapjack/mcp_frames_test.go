@@ -124,7 +124,11 @@ func TestMCPStdioSurvivesMalformedInput(t *testing.T) {
 	for i, tc := range cases {
 		p.send(tc.line)
 		p.send(fmt.Sprintf(`{"jsonrpc":"2.0","id":"after-%d","method":"ping"}`, i))
+		// The SDK answers requests concurrently: match the two by id.
 		bad, good := p.next(), p.next()
+		if good["id"] != fmt.Sprintf("after-%d", i) {
+			bad, good = good, bad
+		}
 		e, _ := bad["error"].(map[string]any)
 		if e == nil || e["code"] != tc.code || bad["id"] != tc.id {
 			t.Errorf("%s: answer %.300v, want error %v with id %v", tc.name, bad, tc.code, tc.id)

@@ -53,7 +53,7 @@ func TestRealACPAdaptersHandshake(t *testing.T) {
 			t.Setenv("HOME", home)
 			t.Setenv("CODEX_HOME", filepath.Join(home, ".codex"))
 			os.MkdirAll(filepath.Join(home, ".codex"), 0o700)
-			h := newHarness(t, plainOrigin(t), nil)
+			h := newHarness(t, plainOrigin(t), nil, "/bin/true")
 			rt, err := New(Config{WorkspaceRoot: filepath.Join(t.TempDir(), "workspaces"), Agent: tc.agent,
 				SearchPath: filepath.Dir(bin) + string(os.PathListSeparator) + os.Getenv("PATH"), KillGrace: time.Second, Sessions: h.st, AgentEnv: pass})
 			if err != nil {

@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -578,5 +579,50 @@ func TestRunsRecordTheirAgent(t *testing.T) {
 	}
 	if a := found[AgentCodex]; a.Missing == "" || !strings.Contains(a.Missing, "npm install -g @openai/codex") {
 		t.Errorf("codex = %+v, want it missing with an install hint", a)
+	}
+}
+
+// TestBadAgentIsRefusedEarly: through the Service, a template or start
+// naming an unknown agent, or one that is not installed, is a
+// VALIDATION_ERROR on modelParams saying what to install; an installed one
+// is accepted even when the default agent is missing.
+func TestBadAgentIsRefusedEarly(t *testing.T) {
+	bin := t.TempDir()
+	r := agentRuntime(t, AgentCursor, bin, "", "") // the default is not installed
+	h := newHarness(t, plainOrigin(t), nil, "/bin/true")
+	svc := core.NewService(core.ServiceConfig{Store: h.st, Box: h.box, Runtimes: map[string]core.Runtime{core.RuntimeLocal: r}, DefaultRuntime: core.RuntimeLocal})
+	ctx := context.Background()
+	repo := plainOrigin(t)
+	create := func(params map[string]any) error {
+		_, err := svc.CreateAgent(ctx, h.actor, core.CreateAgentInput{AgentFields: core.AgentFields{DefaultRepoURL: &repo, ModelParams: params}})
+		return err
+	}
+	for _, tc := range []struct {
+		params map[string]any
+		want   string
+	}{
+		{map[string]any{"agent": "aider"}, "not a local agent"},
+		{map[string]any{"agent": "codex"}, "npm install -g @openai/codex"},
+		{map[string]any{"agent": "claude-acp", "permissions": "everything"}, "claude-code-acp"},
+	} {
+		err := create(tc.params)
+		var e *core.Error
+		if !errors.As(err, &e) || e.Code != core.CodeValidation || e.Field != "modelParams" || !strings.Contains(e.Message, tc.want) {
+			t.Errorf("create with %v = %v, want VALIDATION_ERROR on modelParams saying %q", tc.params, err, tc.want)
+		}
+	}
+	standIn(t, bin, "claude", t.TempDir(), "/dev/null")
+	if err := create(map[string]any{"agent": "claude"}); err != nil {
+		t.Errorf("create with an installed agent: %v", err)
+	}
+	ag, err := svc.CreateAgent(ctx, h.actor, core.CreateAgentInput{AgentFields: core.AgentFields{DefaultRepoURL: &repo, ModelParams: map[string]any{"agent": "claude"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.StartSession(ctx, h.actor, core.StartSessionInput{CodeAgentID: ag.ID, Prompt: "x", ModelParams: map[string]any{"agent": "codex"}}); core.ErrorCode(err) != core.CodeValidation {
+		t.Errorf("start naming a missing agent = %v, want VALIDATION_ERROR", err)
+	}
+	if _, err := svc.StartSession(ctx, h.actor, core.StartSessionInput{CodeAgentID: ag.ID, Prompt: "x"}); err != nil {
+		t.Errorf("start with the template's installed agent: %v", err)
 	}
 }

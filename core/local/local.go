@@ -95,8 +95,9 @@ type Runtime struct {
 }
 
 var (
-	_ core.Runtime         = (*Runtime)(nil)
-	_ core.WorkspaceHolder = (*Runtime)(nil)
+	_ core.Runtime            = (*Runtime)(nil)
+	_ core.WorkspaceHolder    = (*Runtime)(nil)
+	_ core.ModelParamsChecker = (*Runtime)(nil)
 )
 
 // New checks cfg and returns a Runtime. Relative paths are made absolute here,
@@ -196,6 +197,23 @@ func (r *Runtime) AllowsLocalRepos() bool { return true }
 func (r *Runtime) Ready() error {
 	_, err := r.resolveAgent(r.agent)
 	return err
+}
+
+// CheckModelParams refuses modelParams this runtime cannot run with: an
+// unknown modelParams.agent, an agent (that one, or the default) that is not
+// installed, an unknown modelParams.permissions (core.ModelParamsChecker).
+func (r *Runtime) CheckModelParams(params map[string]any) error {
+	name, err := r.agentName(core.Session{ModelParams: params})
+	if err != nil {
+		return err
+	}
+	if _, err := r.resolveAgent(name); err != nil {
+		return fmt.Errorf("the %s agent cannot run: %w", name, err)
+	}
+	if _, err := r.permissionsOf(core.Session{ModelParams: params}); err != nil {
+		return err
+	}
+	return nil
 }
 
 // workspace returns the session's workspace directory. The id becomes a path
