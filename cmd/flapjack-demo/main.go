@@ -156,11 +156,11 @@ func run(bin string, keep bool) error {
 	fmt.Print(indent(string(out)))
 
 	step("Archiving the session (flapjack_archive_code_session): the stored key is wiped")
-	var arch map[string]any
+	var arch json.RawMessage
 	if err := call(ctx, cs, "flapjack_archive_code_session", map[string]any{"codeSessionId": started.SessionID}, &arch); err != nil {
 		return err
 	}
-	fmt.Printf("   %v\n", arch)
+	fmt.Printf("   %s\n", arch)
 	if sess.Status != "finished" {
 		return fmt.Errorf("session ended %s, want finished", sess.Status)
 	}

@@ -344,6 +344,12 @@ func agentEnv(spec core.RunSpec, ws string, ad adapter, extra []string) []string
 			prompt = truncateRunes(prompt, maxEnvPrompt)
 		}
 		out = append(out, "FLAPJACK_PROMPT="+prompt)
+		// The message alone, without the template's preamble.
+		user := envValue(spec.Message.Prompt)
+		if len(user) > maxEnvPrompt {
+			user = truncateRunes(user, maxEnvPrompt)
+		}
+		out = append(out, "FLAPJACK_USER_PROMPT="+user)
 	}
 	return out
 }

@@ -404,6 +404,9 @@ func TestDemoAgent(t *testing.T) {
 	o := makeOrigin(t)
 	r := newRuntime(t, demo)
 	spec := newSpec(o.dir, "main", `Write "hello" \ to the notes`+"\nsecond line")
+	// The agent gets the preamble first; its notes record the message alone.
+	spec.Session.Preamble = "You are careful."
+	spec.Prompt = spec.Session.Preamble + "\n\n" + spec.Message.Prompt
 	if err := r.prepare(context.Background(), spec); err != nil {
 		t.Fatal(err)
 	}

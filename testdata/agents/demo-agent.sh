@@ -6,8 +6,9 @@
 
 cat >/dev/null # the prompt also arrives on stdin; FLAPJACK_PROMPT is easier to use
 
-# The prompt's first line, without characters that would need escaping in JSON.
-first=$(printf '%s\n' "$FLAPJACK_PROMPT" | head -n 1 | tr -d '\000-\037"\\')
+# The first line of the message (FLAPJACK_USER_PROMPT: without the template's
+# preamble), without characters that would need escaping in JSON.
+first=$(printf '%s\n' "${FLAPJACK_USER_PROMPT-$FLAPJACK_PROMPT}" | head -n 1 | tr -d '\000-\037"\\')
 
 printf '{"type":"system","subtype":"init","session_id":"demo","model":"demo","cwd":"."}\n'
 printf '{"type":"assistant","message":{"role":"assistant","content":[{"type":"text","text":"Hello, I am the flapjack demo agent. I do not think; I note your request in NOTES.md: %s"}]},"session_id":"demo"}\n' "$first"
