@@ -128,3 +128,50 @@ func TestNamesRefuseControlCharacters(t *testing.T) {
 		t.Errorf("a multi-line description was refused: %v", err)
 	}
 }
+
+// TestUsageIsKeptAndSummed: what a runtime reports is kept on each message
+// and summed on the session, fields unknown in every run staying null.
+func TestUsageIsKeptAndSummed(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	n := 0
+	h.rt.run = func(context.Context, core.RunSpec, core.RunSink) (core.RunOutcome, error) {
+		n++
+		in, out, cost := int64(100*n), int64(10*n), 0.25*float64(n)
+		u := &core.Usage{InputTokens: &in, OutputTokens: &out}
+		if n == 2 {
+			u.CostUSD = &cost
+		}
+		return core.RunOutcome{Status: core.MessageFinished, Usage: u}, nil
+	}
+	h.runRunner(t)
+	st, err := h.svc.StartSession(ctx, h.actor, core.StartSessionInput{CodeAgentID: h.agent.ID, Prompt: "one"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFinished := func(msgs int) core.SessionDetail {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			d, _ := h.svc.GetSession(ctx, h.actor, st.SessionID)
+			if d.Status == core.StatusFinished && len(d.Messages) == msgs && d.Messages[msgs-1].Status == core.MessageFinished {
+				return d
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("session %s", d.Status)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitFinished(1)
+	if _, err := h.svc.SendMessage(ctx, h.actor, st.SessionID, "two"); err != nil {
+		t.Fatal(err)
+	}
+	d := waitFinished(2)
+	u := d.Usage
+	if u == nil || *u.InputTokens != 300 || *u.OutputTokens != 30 || u.CostUSD == nil || *u.CostUSD != 0.5 || u.DurationMS != nil {
+		t.Errorf("session usage = %+v", u)
+	}
+	if m := d.Messages[0].Usage; m == nil || *m.InputTokens != 100 || m.CostUSD != nil {
+		t.Errorf("first message usage = %+v", m)
+	}
+}

@@ -565,6 +565,10 @@ func (r *Runner) finish(ctx context.Context, log *slog.Logger, sessionID, messag
 				m.ResultText = ptr(out.ResultText)
 			}
 			m.DurationMS = ptr(out.DurationMS)
+			if !out.Usage.Empty() {
+				m.Usage = out.Usage
+				ss.Usage = ss.Usage.Plus(out.Usage)
+			}
 			if out.PRURL != "" {
 				m.PRURL = ptr(out.PRURL)
 			}

@@ -98,6 +98,9 @@ type RunOutcome struct {
 	PRBranch string
 	// DurationMS is the run's own duration when the runtime knows it; 0 = measure.
 	DurationMS int64
+	// Usage is what the agent reported about tokens, cost and duration; nil
+	// when it reported nothing.
+	Usage *Usage
 	// Detached means the runtime stopped following a run that goes on without
 	// it (an upstream run when the runner shuts down): nothing is recorded, and
 	// the next runner adopts the run (RunSpec.Adopted) and resumes it.

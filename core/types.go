@@ -110,16 +110,19 @@ type CodeAgent struct {
 // Session is one execution of a template against a repository. It snapshots the
 // settings it started with, so editing or deleting its template never changes it.
 type Session struct {
-	ID                  string         `json:"id"`
-	OrgID               string         `json:"org_id"`
-	CodeAgentID         string         `json:"code_agent_id"`
-	CursorAgentID       *string        `json:"cursor_agent_id"`
-	RepoURL             string         `json:"repo_url"`
-	StartingRef         string         `json:"starting_ref"`
-	Status              Status         `json:"status"`
-	LatestRunID         *string        `json:"latest_run_id"`
-	PRURL               *string        `json:"pr_url"`
-	PRBranch            *string        `json:"pr_branch"`
+	ID            string  `json:"id"`
+	OrgID         string  `json:"org_id"`
+	CodeAgentID   string  `json:"code_agent_id"`
+	CursorAgentID *string `json:"cursor_agent_id"`
+	RepoURL       string  `json:"repo_url"`
+	StartingRef   string  `json:"starting_ref"`
+	Status        Status  `json:"status"`
+	LatestRunID   *string `json:"latest_run_id"`
+	PRURL         *string `json:"pr_url"`
+	PRBranch      *string `json:"pr_branch"`
+	// Usage sums what the agent reported for the session's runs; null when
+	// nothing was reported.
+	Usage               *Usage         `json:"usage"`
 	Error               *string        `json:"error"`
 	Archived            bool           `json:"archived"`
 	WebhookURL          *string        `json:"webhook_url"`
@@ -166,11 +169,13 @@ type Message struct {
 	Status      MessageStatus `json:"status"`
 	ResultText  *string       `json:"result_text"`
 	DurationMS  *int64        `json:"duration_ms"`
-	PRURL       *string       `json:"pr_url"`
-	Error       *string       `json:"error"`
-	StartedAt   *time.Time    `json:"started_at"`
-	CompletedAt *time.Time    `json:"completed_at"`
-	CreatedAt   time.Time     `json:"created_at"`
+	// Usage is what the agent reported for this run; null when it reported nothing.
+	Usage       *Usage     `json:"usage"`
+	PRURL       *string    `json:"pr_url"`
+	Error       *string    `json:"error"`
+	StartedAt   *time.Time `json:"started_at"`
+	CompletedAt *time.Time `json:"completed_at"`
+	CreatedAt   time.Time  `json:"created_at"`
 }
 
 // Event is one timestamped record in a session's log. Seq is per session, starts
@@ -221,4 +226,52 @@ func (a Actor) memberOf(org string) bool {
 		}
 	}
 	return false
+}
+
+// Usage is what an agent reports about a run's tokens, cost and duration.
+// Each field is null when the agent did not report it.
+type Usage struct {
+	InputTokens  *int64   `json:"input_tokens"`
+	OutputTokens *int64   `json:"output_tokens"`
+	CostUSD      *float64 `json:"cost_usd"`
+	DurationMS   *int64   `json:"duration_ms"`
+}
+
+// Empty reports whether nothing is known.
+func (u *Usage) Empty() bool {
+	return u == nil || u.InputTokens == nil && u.OutputTokens == nil && u.CostUSD == nil && u.DurationMS == nil
+}
+
+// Plus sums two usages field by field; a field known in neither stays null.
+func (u *Usage) Plus(v *Usage) *Usage {
+	if u.Empty() {
+		if v.Empty() {
+			return nil
+		}
+		c := *v
+		return &c
+	}
+	if v.Empty() {
+		c := *u
+		return &c
+	}
+	return &Usage{
+		InputTokens: addPtr(u.InputTokens, v.InputTokens), OutputTokens: addPtr(u.OutputTokens, v.OutputTokens),
+		CostUSD: addPtr(u.CostUSD, v.CostUSD), DurationMS: addPtr(u.DurationMS, v.DurationMS),
+	}
+}
+
+func addPtr[T int64 | float64](a, b *T) *T {
+	switch {
+	case a == nil && b == nil:
+		return nil
+	case a == nil:
+		v := *b
+		return &v
+	case b == nil:
+		v := *a
+		return &v
+	}
+	v := *a + *b
+	return &v
 }

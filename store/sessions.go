@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -13,10 +14,10 @@ const sessionColumns = `id, org_id, code_agent_id, cursor_agent_id, repo_url, st
 	latest_run_id, pr_url, pr_branch, error, archived, webhook_url, model_id, model_params,
 	auto_create_pr, work_on_current_branch, skip_reviewer_request, runtime, preamble,
 	cursor_key_ciphertext, run_handle, version, last_event_seq, last_event_at,
-	created_by, created_at, started_at, completed_at, stream_position`
+	created_by, created_at, started_at, completed_at, stream_position, usage`
 
 const messageColumns = `id, session_id, cursor_run_id, role, prompt, status, result_text,
-	duration_ms, pr_url, error, started_at, completed_at, created_at`
+	duration_ms, pr_url, error, started_at, completed_at, created_at, usage`
 
 // CreateSession inserts sess (with sess.Version as its starting version, so the
 // caller's copy can go straight into Apply), its first message and its opening
@@ -30,13 +31,13 @@ func (s *Store) CreateSession(ctx context.Context, sess core.Session, first core
 	var out []core.Event
 	err = s.write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO sessions (`+sessionColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?, ?, ?, ?)`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?, ?, ?, ?, ?)`,
 			sess.ID, sess.OrgID, sess.CodeAgentID, strArg(sess.CursorAgentID), sess.RepoURL, sess.StartingRef,
 			string(sess.Status), strArg(sess.LatestRunID), strArg(sess.PRURL), strArg(sess.PRBranch),
 			strArg(sess.Error), sess.Archived, strArg(sess.WebhookURL), sess.ModelID, params,
 			sess.AutoCreatePR, sess.WorkOnCurrentBranch, sess.SkipReviewerRequest, sess.Runtime, sess.Preamble,
 			blobArg(sess.CursorKeyCiphertext), sess.RunHandle, sess.Version,
-			sess.CreatedBy, ms(sess.CreatedAt), msPtr(sess.StartedAt), msPtr(sess.CompletedAt), sess.StreamPosition)
+			sess.CreatedBy, ms(sess.CreatedAt), msPtr(sess.StartedAt), msPtr(sess.CompletedAt), sess.StreamPosition, usageArg(sess.Usage))
 		if err != nil {
 			return err
 		}
@@ -135,12 +136,12 @@ func (s *Store) Apply(ctx context.Context, c core.Change) ([]core.Event, error) 
 		res, err := tx.ExecContext(ctx, `UPDATE sessions SET status = ?, cursor_agent_id = ?,
 			latest_run_id = ?, pr_url = ?, pr_branch = ?, error = ?, archived = ?, webhook_url = ?,
 			started_at = ?, completed_at = ?, cursor_key_ciphertext = ?, run_handle = ?,
-			stream_position = ?, version = version + 1
+			stream_position = ?, usage = ?, version = version + 1
 			WHERE id = ? AND version = ?`,
 			string(sess.Status), strArg(sess.CursorAgentID), strArg(sess.LatestRunID), strArg(sess.PRURL),
 			strArg(sess.PRBranch), strArg(sess.Error), sess.Archived, strArg(sess.WebhookURL),
 			msPtr(sess.StartedAt), msPtr(sess.CompletedAt), blobArg(sess.CursorKeyCiphertext), sess.RunHandle,
-			sess.StreamPosition, sess.ID, sess.Version)
+			sess.StreamPosition, usageArg(sess.Usage), sess.ID, sess.Version)
 		if err := mustAffect(res, err); err != nil {
 			if !errors.Is(err, core.ErrNotFound) {
 				return err
@@ -209,13 +210,13 @@ func upsertMessages(ctx context.Context, tx *sql.Tx, sessionID string, msgs []co
 		return nil
 	}
 	stmt, err := tx.PrepareContext(ctx, `INSERT INTO messages (id, session_id, ordinal, cursor_run_id,
-			role, prompt, status, result_text, duration_ms, pr_url, error, started_at, completed_at, created_at)
+			role, prompt, status, result_text, duration_ms, pr_url, error, started_at, completed_at, created_at, usage)
 		VALUES (?1, ?2, (SELECT COALESCE(MAX(ordinal), 0) + 1 FROM messages WHERE session_id = ?2),
-			?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+			?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
 		ON CONFLICT (id) DO UPDATE SET cursor_run_id = excluded.cursor_run_id, status = excluded.status,
 			result_text = excluded.result_text, duration_ms = excluded.duration_ms,
 			pr_url = excluded.pr_url, error = excluded.error, started_at = excluded.started_at,
-			completed_at = excluded.completed_at
+			completed_at = excluded.completed_at, usage = excluded.usage
 		WHERE messages.session_id = excluded.session_id`)
 	if err != nil {
 		return err
@@ -227,7 +228,7 @@ func upsertMessages(ctx context.Context, tx *sql.Tx, sessionID string, msgs []co
 		}
 		res, err := stmt.ExecContext(ctx, m.ID, sessionID, strArg(m.CursorRunID), m.Role, m.Prompt,
 			string(m.Status), strArg(m.ResultText), intArg(m.DurationMS), strArg(m.PRURL), strArg(m.Error),
-			msPtr(m.StartedAt), msPtr(m.CompletedAt), ms(m.CreatedAt))
+			msPtr(m.StartedAt), msPtr(m.CompletedAt), ms(m.CreatedAt), usageArg(m.Usage))
 		if err != nil {
 			return fmt.Errorf("message %s: %w", m.ID, err)
 		}
@@ -245,7 +246,7 @@ func scanSession(r scanner) (core.Session, error) {
 		s                                          core.Session
 		status                                     string
 		cursorAgent, latestRun, prURL, prBranch    sql.NullString
-		errText, webhook, params                   sql.NullString
+		errText, webhook, params, usage            sql.NullString
 		lastEventAt, startedAt, completedAt        sql.NullInt64
 		created                                    int64
 		archived, autoPR, curBranch, skipReviewers bool
@@ -254,9 +255,12 @@ func scanSession(r scanner) (core.Session, error) {
 		&latestRun, &prURL, &prBranch, &errText, &archived, &webhook, &s.ModelID, &params,
 		&autoPR, &curBranch, &skipReviewers, &s.Runtime, &s.Preamble,
 		&s.CursorKeyCiphertext, &s.RunHandle, &s.Version, &s.LastEventSeq, &lastEventAt,
-		&s.CreatedBy, &created, &startedAt, &completedAt, &s.StreamPosition)
+		&s.CreatedBy, &created, &startedAt, &completedAt, &s.StreamPosition, &usage)
 	if err != nil {
 		return core.Session{}, err
+	}
+	if s.Usage, err = usageFrom(usage); err != nil {
+		return core.Session{}, fmt.Errorf("session %s: usage: %w", s.ID, err)
 	}
 	s.ModelParams, err = paramsFrom(params)
 	if err != nil {
@@ -276,13 +280,17 @@ func scanMessage(r scanner) (core.Message, error) {
 		m                                core.Message
 		status                           string
 		runID, result, prURL, errText    sql.NullString
+		usage                            sql.NullString
 		duration, startedAt, completedAt sql.NullInt64
 		created                          int64
 	)
 	err := r.Scan(&m.ID, &m.SessionID, &runID, &m.Role, &m.Prompt, &status, &result,
-		&duration, &prURL, &errText, &startedAt, &completedAt, &created)
+		&duration, &prURL, &errText, &startedAt, &completedAt, &created, &usage)
 	if err != nil {
 		return core.Message{}, err
+	}
+	if m.Usage, err = usageFrom(usage); err != nil {
+		return core.Message{}, fmt.Errorf("message %s: usage: %w", m.ID, err)
 	}
 	m.Status = core.MessageStatus(status)
 	m.CursorRunID, m.ResultText, m.PRURL, m.Error = strPtr(runID), strPtr(result), strPtr(prURL), strPtr(errText)
@@ -290,4 +298,27 @@ func scanMessage(r scanner) (core.Message, error) {
 	m.StartedAt, m.CompletedAt = timePtr(startedAt), timePtr(completedAt)
 	m.CreatedAt = fromMS(created)
 	return m, nil
+}
+
+// usageArg stores a usage as JSON, NULL when nothing is known.
+func usageArg(u *core.Usage) any {
+	if u.Empty() {
+		return nil
+	}
+	b, err := json.Marshal(u)
+	if err != nil {
+		return nil
+	}
+	return string(b)
+}
+
+func usageFrom(v sql.NullString) (*core.Usage, error) {
+	if !v.Valid || v.String == "" {
+		return nil, nil
+	}
+	var u core.Usage
+	if err := json.Unmarshal([]byte(v.String), &u); err != nil {
+		return nil, err
+	}
+	return &u, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -225,6 +226,30 @@ func unsafeRune(r rune) bool {
 		r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069 || r == 0x2028 || r == 0x2029
 }
 
+// usageText is a usage on one line: "12,345 in, 678 out tokens, $0.0421, 14.2s".
+func usageText(u *core.Usage) string {
+	if u.Empty() {
+		return "-"
+	}
+	var parts []string
+	if u.InputTokens != nil || u.OutputTokens != nil {
+		n := func(p *int64) string {
+			if p == nil {
+				return "?"
+			}
+			return strconv.FormatInt(*p, 10)
+		}
+		parts = append(parts, n(u.InputTokens)+" in, "+n(u.OutputTokens)+" out tokens")
+	}
+	if u.CostUSD != nil {
+		parts = append(parts, fmt.Sprintf("$%.4f", *u.CostUSD))
+	}
+	if u.DurationMS != nil {
+		parts = append(parts, (time.Duration(*u.DurationMS) * time.Millisecond).Round(100*time.Millisecond).String())
+	}
+	return strings.Join(parts, ", ")
+}
+
 func deref(s *string) string {
 	if s == nil || *s == "" {
 		return "-"
@@ -309,7 +334,7 @@ func sessionText(w io.Writer, s core.SessionDetail) {
 		{"id", s.ID}, {"status", string(s.Status)}, {"archived", fmt.Sprint(s.Archived)}, {"agent", s.CodeAgentID},
 		{"runtime", s.Runtime}, {"repo", s.RepoURL}, {"ref", s.StartingRef}, {"model", s.ModelID},
 		{"PR", deref(s.PRURL)}, {"PR branch", deref(s.PRBranch)}, {"error", deref(s.Error)},
-		{"webhook", deref(s.WebhookURL)}, {"last event", fmt.Sprint(s.LastEventSeq)},
+		{"webhook", deref(s.WebhookURL)}, {"usage", usageText(s.Usage)}, {"last event", fmt.Sprint(s.LastEventSeq)},
 		{"created", s.CreatedAt.UTC().Format(time.RFC3339)}, {"started", when(s.StartedAt)}, {"completed", when(s.CompletedAt)},
 	})
 	if len(s.Messages) == 0 {

@@ -219,6 +219,11 @@ func (f *follower) outcome(ctx context.Context, fin final) core.RunOutcome {
 		}
 	}
 	out := core.RunOutcome{ResultText: fin.text, DurationMS: fin.durationMS}
+	if fin.durationMS > 0 {
+		// Cursor's run reports its duration only: no tokens, no cost.
+		d := fin.durationMS
+		out.Usage = &core.Usage{DurationMS: &d}
+	}
 	if out.ResultText == "" {
 		out.ResultText = f.in.lastAssistant
 	}

@@ -195,6 +195,9 @@ func (a *acpRun) talk(stdin io.WriteCloser, stdout io.Reader) {
 	if resp.Usage != nil {
 		res.Usage = mustRaw(resp.Usage)
 	}
+	a.em.mu.Lock()
+	a.em.result = &res
+	a.em.mu.Unlock()
 	a.em.emit(core.EventResult, res)
 }
 
@@ -246,7 +249,10 @@ func (a *acpRun) outcome(res agentResult) core.RunOutcome {
 	a.em.mu.Lock()
 	stderr := a.em.stderrTail()
 	a.em.mu.Unlock()
-	out := core.RunOutcome{ResultText: a.em.lastText(), DurationMS: res.elapsed.Milliseconds()}
+	a.em.mu.Lock()
+	usage := reportedUsage(a.em.result)
+	a.em.mu.Unlock()
+	out := core.RunOutcome{ResultText: a.em.lastText(), DurationMS: res.elapsed.Milliseconds(), Usage: usage}
 	switch {
 	case res.startErr != nil:
 		out.Status, out.Error = core.MessageError, a.em.redact("could not start the agent: "+res.startErr.Error())

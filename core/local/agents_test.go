@@ -250,19 +250,23 @@ func TestAgentsEndToEnd(t *testing.T) {
 		first, second []string // argv after the executable
 		stdin         bool     // the prompt arrives on stdin
 		cursorKey     bool
+		usage         *core.Usage // what the transcript's result reports
 	}{
 		{agent: AgentCursor, exe: "cursor-agent",
 			first:     []string{"-p", "--output-format", "stream-json", "--force", "--trust", "--model=gpt-5", "--", "Add a greeting to hello.txt"},
 			second:    []string{"-p", "--output-format", "stream-json", "--force", "--trust", "--model=gpt-5", "--resume=" + cursorChatID, "--", "Also greet the moon"},
-			cursorKey: true},
+			cursorKey: true, usage: &core.Usage{DurationMS: ptrTo(int64(8421))}},
 		{agent: AgentClaude, exe: "claude",
 			first:  []string{"-p", "--output-format", "stream-json", "--verbose", "--permission-mode", "acceptEdits", "--allowedTools", "Bash", "--model=gpt-5"},
 			second: []string{"-p", "--output-format", "stream-json", "--verbose", "--permission-mode", "acceptEdits", "--allowedTools", "Bash", "--model=gpt-5", "--resume=" + claudeSession},
-			stdin:  true},
+			stdin:  true,
+			// Input counts cached tokens too; cost and duration as reported.
+			usage: &core.Usage{InputTokens: ptrTo(int64(15372)), OutputTokens: ptrTo(int64(310)), CostUSD: ptrTo(0.0421), DurationMS: ptrTo(int64(14233))}},
 		{agent: AgentCodex, exe: "codex",
 			first:  []string{"exec", "--json", "--sandbox", "workspace-write", "--model=gpt-5", "-"},
 			second: []string{"exec", "--json", "--sandbox", "workspace-write", "--model=gpt-5", "resume", codexThread, "-"},
-			stdin:  true},
+			stdin:  true,
+			usage:  &core.Usage{InputTokens: ptrTo(int64(24763)), OutputTokens: ptrTo(int64(122))}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.agent, func(t *testing.T) {
@@ -287,7 +291,7 @@ func TestAgentsEndToEnd(t *testing.T) {
 				t.Fatal(err)
 			}
 			wantURL := "https://github.com/acme/" + strings.TrimSuffix(filepath.Base(repo.bare), ".git") + "/pull/1"
-			wantOut := core.RunOutcome{Status: core.MessageFinished, ResultText: out.ResultText, DurationMS: out.DurationMS, PRURL: wantURL, PRBranch: branch}
+			wantOut := core.RunOutcome{Status: core.MessageFinished, ResultText: out.ResultText, DurationMS: out.DurationMS, PRURL: wantURL, PRBranch: branch, Usage: tt.usage}
 			if diff := cmp.Diff(wantOut, out); diff != "" || !strings.Contains(out.ResultText, "hello.txt") {
 				t.Errorf("first outcome (-want +got):\n%s", diff)
 			}
@@ -626,3 +630,5 @@ func TestBadAgentIsRefusedEarly(t *testing.T) {
 		t.Errorf("start with the template's installed agent: %v", err)
 	}
 }
+
+func ptrTo[T any](v T) *T { return &v }

@@ -138,8 +138,12 @@ func (r *Runtime) Execute(ctx context.Context, spec core.RunSpec, sink core.RunS
 // still names processes of this session.
 func (r *Runtime) stopAdopted(ctx context.Context, spec core.RunSpec, ws string) {
 	pgid, ok := parseHandle(spec.Session.RunHandle)
-	if !ok || !safeGroup(pgid) {
-		return
+	if !ok || !safeGroup(pgid) || !leaderRunning(pgid) {
+		// The runner may have died after starting the agent but before
+		// recording its group: find the group by the session's marker.
+		if pgid = markedGroup(spec.Session.ID); pgid == 0 || !safeGroup(pgid) {
+			return
+		}
 	}
 	gone := func() bool { return len(groupMembers(pgid)) == 0 }
 	for _, pid := range groupMembers(pgid) {
@@ -392,7 +396,7 @@ func (r *Runtime) commitRun(ctx context.Context, spec core.RunSpec, ws, before s
 func (e *emitter) outcome(res agentResult, judge bool) core.RunOutcome {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	out := core.RunOutcome{ResultText: e.lastAssistant, DurationMS: res.elapsed.Milliseconds()}
+	out := core.RunOutcome{ResultText: e.lastAssistant, DurationMS: res.elapsed.Milliseconds(), Usage: reportedUsage(e.result)}
 	if e.result != nil {
 		if e.result.Text != "" {
 			out.ResultText = e.result.Text

@@ -29,7 +29,8 @@ func TestExecuteMapsEventsAndCommits(t *testing.T) {
 	// The origin is a repository on this machine: the branch is pushed to it,
 	// and no pull request is tried.
 	branch := "flapjack/" + spec.Session.ID
-	if diff := cmp.Diff(core.RunOutcome{Status: core.MessageFinished, ResultText: "all done", DurationMS: 1234, PRBranch: branch}, out); diff != "" {
+	d := int64(1234)
+	if diff := cmp.Diff(core.RunOutcome{Status: core.MessageFinished, ResultText: "all done", DurationMS: 1234, PRBranch: branch, Usage: &core.Usage{DurationMS: &d}}, out); diff != "" {
 		t.Errorf("outcome (-want +got):\n%s", diff)
 	}
 
