@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -119,6 +120,17 @@ func (r *Redactor) rebuild() {
 			// form's prefix covers both.
 			add(enc.EncodeToString([]byte(s)), encodedAnchor)
 			add(enc.EncodeToString([]byte(s+":")), encodedAnchor)
+			// Inside a longer encoded value the secret starts 1 or 2 bytes
+			// into a 3-byte group ("user:key" as HTTP Basic, say): its
+			// encoding is then shifted. The characters that also encode
+			// the bytes before it are left out.
+			for k, drop := range []int{1: 2, 2: 3} {
+				if k == 0 {
+					continue
+				}
+				shifted := enc.EncodeToString(append(make([]byte, k), s...))
+				add(strings.TrimRight(shifted[drop:], "="), encodedAnchor)
+			}
 		}
 	}
 	// Longest first, so a span found by a long form is not split by a short one.

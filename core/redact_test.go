@@ -58,6 +58,9 @@ func leakForms(key string) map[string]string {
 		"mixed-escapes":    key[:3] + `\u00` + fmt.Sprintf("%02x", key[3]) + "%" + fmt.Sprintf("%02X", key[4]) + key[5:],
 		"json-in-json":     strings.Trim(string(mustJSON(`{"k":"`+jsonEscapeAll(key)+`"}`)), `"`),
 		"surrogate-padded": key + "\U0001F600",
+		"basic-user-1":     base64.StdEncoding.EncodeToString([]byte("u:" + key + ":")),
+		"basic-user-2":     base64.StdEncoding.EncodeToString([]byte("us:" + key)),
+		"url-base64-off-1": base64.RawURLEncoding.EncodeToString([]byte("xy" + key)),
 	}
 }
 
