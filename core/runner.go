@@ -505,7 +505,7 @@ func (r *Runner) execute(ctx context.Context, log *slog.Logger, rt Runtime, spec
 	if ctx.Err() != nil && out.Status != MessageFinished {
 		out = RunOutcome{Status: MessageError, Error: "the runner shut down while the agent was running; send a follow-up to continue"}
 	}
-	if out.Status != MessageFinished {
+	if out.Status != MessageFinished && out.Status != MessageCancelled {
 		out.Status = MessageError
 	}
 	if out.DurationMS == 0 {
@@ -572,7 +572,7 @@ func (r *Runner) finish(ctx context.Context, log *slog.Logger, sessionID, messag
 			if out.PRURL != "" {
 				m.PRURL = ptr(out.PRURL)
 			}
-			if out.Status == MessageError {
+			if out.Status == MessageError || out.Status == MessageCancelled {
 				m.Error = ptr(out.Error)
 				ev := EventInput{MessageID: m.ID, Type: EventError, CreatedAt: now,
 					Payload: mustJSON(map[string]any{"message": out.Error, "message_id": m.ID})}
@@ -589,13 +589,29 @@ func (r *Runner) finish(ctx context.Context, log *slog.Logger, sessionID, messag
 		if out.PRBranch != "" {
 			ss.PRBranch = ptr(out.PRBranch)
 		}
+		// A run that ended upstream (cancelled outside flapjack, expired)
+		// ends the session: its queued messages will not run.
+		endsUpstream := out.Expired || out.Status == MessageCancelled
+		if endsUpstream {
+			for _, m := range msgs {
+				if m.Status == MessageQueued && m.ID != messageID {
+					m.Status, m.CompletedAt = MessageCancelled, &now
+					ch.Messages = append(ch.Messages, m)
+				}
+			}
+		}
 		_, next := openMessages(applyMessages(msgs, ch.Messages))
 		if (ss.Status == StatusRunning || ss.Status == StatusCreating) && next == nil && !ss.Archived {
 			prev := ss.Status
 			ss.Status, ss.CompletedAt = StatusFinished, &now
 			ss.Error = nil
 			reason := "run finished"
-			if out.Status == MessageError {
+			switch {
+			case out.Expired && CanTransition(prev, StatusExpired):
+				ss.Status, reason = StatusExpired, out.Error
+			case out.Status == MessageCancelled:
+				ss.Status, reason = StatusCancelled, out.Error
+			case out.Status == MessageError || out.Expired:
 				ss.Status = StatusError
 				ss.Error = ptr(out.Error)
 				reason = out.Error

@@ -89,8 +89,12 @@ type RunSink interface {
 
 // RunOutcome is how a run ended.
 type RunOutcome struct {
-	// Status is MessageFinished or MessageError.
-	Status     MessageStatus
+	// Status is MessageFinished, MessageError, or MessageCancelled for a run
+	// cancelled upstream (outside flapjack).
+	Status MessageStatus
+	// Expired marks a run that expired upstream (Cursor's EXPIRED): the
+	// session becomes expired, as the spec maps run statuses one to one.
+	Expired bool
 	ResultText string
 	// Error says why the run failed; client-safe, no secrets.
 	Error    string

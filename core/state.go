@@ -5,7 +5,7 @@ package core
 //
 //	pending  → creating (the runner picks it up), cancelled, error
 //	creating → running (the run started), cancelled, error
-//	running  → finished, error, cancelled
+//	running  → finished, error, cancelled, expired (the upstream run expired)
 //	finished, error, cancelled → creating (a follow-up starts a new run), expired
 //	expired  → nothing
 //
@@ -14,7 +14,7 @@ func transitions() map[Status][]Status {
 	return map[Status][]Status{
 		StatusPending:   {StatusCreating, StatusCancelled, StatusError},
 		StatusCreating:  {StatusRunning, StatusCancelled, StatusError},
-		StatusRunning:   {StatusFinished, StatusError, StatusCancelled},
+		StatusRunning:   {StatusFinished, StatusError, StatusCancelled, StatusExpired},
 		StatusFinished:  {StatusCreating, StatusExpired},
 		StatusError:     {StatusCreating, StatusExpired},
 		StatusCancelled: {StatusCreating, StatusExpired},

@@ -15,6 +15,7 @@ func TestTransitions(t *testing.T) {
 		{StatusRunning, StatusFinished}:   true,
 		{StatusRunning, StatusError}:      true,
 		{StatusRunning, StatusCancelled}:  true,
+		{StatusRunning, StatusExpired}:    true,
 		{StatusFinished, StatusCreating}:  true,
 		{StatusFinished, StatusExpired}:   true,
 		{StatusError, StatusCreating}:     true,

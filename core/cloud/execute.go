@@ -243,9 +243,9 @@ func (f *follower) outcome(ctx context.Context, fin final) core.RunOutcome {
 	case fin.status == RunError:
 		out.Error = "the Cursor run failed: " + joinNonEmpty(": ", code, msg)
 	case fin.status == RunCancelled:
-		out.Error = "the Cursor run was cancelled outside flapjack"
+		out.Status, out.Error = core.MessageCancelled, "the Cursor run was cancelled outside flapjack"
 	case fin.status == RunExpired:
-		out.Error = "the Cursor run expired before it finished"
+		out.Expired, out.Error = true, "the Cursor run expired before it finished"
 	default:
 		out.Error = "the Cursor run ended with status " + fin.status
 	}

@@ -2,6 +2,7 @@ package cloud
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,9 +69,29 @@ func TestRunCancelledInCursor(t *testing.T) {
 	e := newEnv(t, "cancelled-upstream")
 	e.startRunner()
 	st := e.start("Go")
-	d := e.waitStatus(st.SessionID, core.StatusError)
-	if want := "the Cursor run was cancelled outside flapjack"; deref(d.Error) != want {
-		t.Errorf("error %q, want %q", deref(d.Error), want)
+	d := e.waitStatus(st.SessionID, core.StatusCancelled)
+	const want = "the Cursor run was cancelled outside flapjack"
+	if m := d.Messages[0]; m.Status != core.MessageCancelled || deref(m.Error) != want {
+		t.Errorf("message %s %q, want cancelled saying %q", m.Status, deref(m.Error), want)
+	}
+	evs := e.events(st.SessionID)
+	if last := evs[len(evs)-1]; last.Type != core.EventStatus || !strings.Contains(string(last.Payload), want) {
+		t.Errorf("the last status event does not give the reason: %s", last.Payload)
+	}
+}
+
+// TestRunExpiredInCursor: a run that ends EXPIRED makes the session expired
+// (the spec maps run statuses one to one); follow-ups are then refused.
+func TestRunExpiredInCursor(t *testing.T) {
+	e := newEnv(t, "expired-run")
+	e.startRunner()
+	st := e.start("Go")
+	d := e.waitStatus(st.SessionID, core.StatusExpired)
+	if m := d.Messages[0]; m.Status != core.MessageError || !strings.Contains(deref(m.Error), "expired") {
+		t.Errorf("message %s %q", m.Status, deref(m.Error))
+	}
+	if _, err := e.svc.SendMessage(context.Background(), e.actor, st.SessionID, "again"); core.ErrorCode(err) != core.CodeSessionExpired {
+		t.Errorf("follow-up on an expired session = %v, want SESSION_EXPIRED", err)
 	}
 }
 
