@@ -94,7 +94,7 @@ type RunOutcome struct {
 	Status MessageStatus
 	// Expired marks a run that expired upstream (Cursor's EXPIRED): the
 	// session becomes expired, as the spec maps run statuses one to one.
-	Expired bool
+	Expired    bool
 	ResultText string
 	// Error says why the run failed; client-safe, no secrets.
 	Error    string
