@@ -44,9 +44,6 @@ type StartSessionInput struct {
 	ModelID             *string        `json:"modelId,omitempty"`
 	ModelParams         map[string]any `json:"modelParams,omitempty"`
 	WebhookURL          *string        `json:"webhookUrl,omitempty"`
-	// RequireKey makes cursorApiKey mandatory unless the server has a default
-	// key, whatever the runtime (the REST API documents it as required).
-	RequireKey bool `json:"-"`
 }
 
 // StartResult answers start code session.

@@ -515,7 +515,7 @@ func (s *Service) StartSession(ctx context.Context, a Actor, in StartSessionInpu
 		return StartResult{}, err
 	}
 	defer s.cfg.Redactor.Add(key)()
-	if key == "" && (rt.NeedsCursorKey() || in.RequireKey) {
+	if key == "" && rt.NeedsCursorKey() {
 		return StartResult{}, invalid("cursorApiKey", "is required for the %s runtime: pass cursorApiKey, or set CURSOR_API_KEY in the environment of the flapjack server", rt.Name())
 	}
 
@@ -731,10 +731,11 @@ func (s *Service) ListEvents(ctx context.Context, a Actor, id string, in EventsI
 	}
 	limit := DefaultEventLimit
 	if in.Limit != nil {
-		if *in.Limit < 1 || *in.Limit > MaxEventLimit {
-			return EventPage{}, invalid("limit", "must be between 1 and %d", MaxEventLimit)
+		if *in.Limit < 1 {
+			return EventPage{}, invalid("limit", "must be at least 1")
 		}
-		limit = *in.Limit
+		// Above the maximum is served as the maximum, as the spec says.
+		limit = min(*in.Limit, MaxEventLimit)
 	}
 	wait := 0
 	if in.WaitSeconds != nil {

@@ -272,7 +272,7 @@ func inputLimits() map[string]func(*jsonschema.Schema) {
 	return map[string]func(*jsonschema.Schema){
 		"prompt":      func(s *jsonschema.Schema) { s.MinLength = jsonschema.Ptr(1) },
 		"since":       func(s *jsonschema.Schema) { s.Minimum = jsonschema.Ptr(0.0) },
-		"limit":       between(1, core.MaxEventLimit),
+		"limit":       func(s *jsonschema.Schema) { s.Minimum = jsonschema.Ptr(1.0) }, // above the maximum is served as it
 		"waitSeconds": between(0, core.MaxWaitSeconds),
 		"status":      func(s *jsonschema.Schema) { s.Enum = statuses },
 	}

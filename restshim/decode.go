@@ -179,10 +179,9 @@ func checkTokens(body []byte, spec bodySpec) (bodyKeys, *core.Error) {
 		if top.object {
 			top.needsKey = true
 		}
-		if len(stack) == 1 && tok == nil {
-			if !spec.canBeNull(topKey) {
-				return keys, core.Errorf(core.CodeValidation, "%s: must not be null", topKey)
-			}
+		if len(stack) == 1 && tok == nil && spec.canBeNull(topKey) {
+			// null on a field where it means something (a webhook URL
+			// cleared); anywhere else null means omitted, as over MCP.
 			keys.null[topKey] = true
 		}
 		if d, ok := tok.(json.Delim); ok {

@@ -160,9 +160,6 @@ func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, a core.Ac
 	if _, err := readJSON(w, r, startSessionSpec(), &in); err != nil {
 		return 0, nil, err
 	}
-	// The REST API documents cursorApiKey as required (unless the server has
-	// CURSOR_API_KEY), whatever the runtime.
-	in.RequireKey = true
 	res, err := h.svc.StartSession(r.Context(), a, in)
 	if err != nil {
 		return 0, nil, err
