@@ -294,8 +294,11 @@ type (
 		Text string `json:"text"`
 	}
 	toolCallPayload struct {
-		CallID    string          `json:"call_id"`
-		Name      string          `json:"name"`
+		CallID string `json:"call_id"`
+		Name   string `json:"name"`
+		// Tool repeats Name; Path is the one file the call targets, if any.
+		Tool      string          `json:"tool"`
+		Path      string          `json:"path,omitempty"`
 		Status    string          `json:"status"`
 		Args      json.RawMessage `json:"args"`
 		Result    json.RawMessage `json:"result"`
@@ -392,7 +395,7 @@ func (in *ingest) handle(ev Event) bool {
 			return false
 		}
 		in.flush()
-		in.emit(core.EventToolCall, toolCallPayload{CallID: d.CallID, Name: d.Name, Status: d.Status, Args: d.Args, Result: d.Result, Truncated: d.Truncated}, in.lastID)
+		in.emit(core.EventToolCall, toolCallPayload{CallID: d.CallID, Name: d.Name, Tool: d.Name, Path: core.ToolPath(d.Args), Status: d.Status, Args: d.Args, Result: d.Result, Truncated: d.Truncated}, in.lastID)
 	case evResult:
 		var d resultData
 		if json.Unmarshal(ev.Data, &d) != nil {

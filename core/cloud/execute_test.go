@@ -155,7 +155,7 @@ func TestIngestPositions(t *testing.T) {
 	want := []got{
 		{core.EventAssistant, `{"text":"ab"}`, "3"},
 		{core.EventThinking, `{"text":"t"}`, "5"},
-		{core.EventToolCall, `{"call_id":"c","name":"n","status":"running","args":null,"result":null,"truncated":false}`, "6"},
+		{core.EventToolCall, `{"call_id":"c","name":"n","tool":"n","status":"running","args":null,"result":null,"truncated":false}`, "6"},
 		{core.EventAssistant, `{"text":"xy"}`, "8"},
 	}
 	if diff := cmp.Diff(want, gots); diff != "" {

@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -131,5 +132,22 @@ func TestGitErrorsShowAnExcerpt(t *testing.T) {
 	long := strings.Repeat("noise line\n", 100) + "fatal: the cause"
 	if got := stderrExcerpt(long, nil); !strings.HasSuffix(got, "fatal: the cause") || strings.Count(got, "\n") > excerptLines {
 		t.Errorf("long stderr: %q", got)
+	}
+}
+
+// TestToolCallsCarryToolAndPath: every tool_call event a local run logs has
+// the spec example's "tool" (the tool's name) and, when the call targets one
+// file, "path" at the top level.
+func TestToolCallsCarryToolAndPath(t *testing.T) {
+	sink := newSink(t)
+	em := &emitter{sink: sink, clock: fixedClock{}}
+	em.emit(core.EventToolCall, toolCallPayload{CallID: "c1", Name: "Edit", Status: "started", Args: json.RawMessage(`{"file_path":"src/a.go","old":"x"}`)})
+	em.emit(core.EventToolCall, toolCallPayload{CallID: "c2", Name: "shell", Status: "started", Args: json.RawMessage(`{"command":"ls"}`)})
+	got := sink.payloads(t, core.EventToolCall)
+	if got[0]["tool"] != "Edit" || got[0]["path"] != "src/a.go" {
+		t.Errorf("file tool call = %v", got[0])
+	}
+	if _, has := got[1]["path"]; got[1]["tool"] != "shell" || has {
+		t.Errorf("shell tool call = %v", got[1])
 	}
 }

@@ -566,6 +566,10 @@ func (e *emitter) emit(typ core.EventType, payload any) {
 }
 
 func (e *emitter) emitLocked(typ core.EventType, payload any) {
+	if p, ok := payload.(toolCallPayload); ok {
+		p.Tool, p.Path = p.Name, core.ToolPath(p.Args)
+		payload = p
+	}
 	b, err := json.Marshal(payload)
 	if err != nil {
 		b, _ = json.Marshal(linePayload{Line: "flapjack: unencodable event: " + err.Error()})

@@ -84,8 +84,12 @@ type linePayload struct {
 }
 
 type toolCallPayload struct {
-	CallID string          `json:"call_id"`
-	Name   string          `json:"name"`
+	CallID string `json:"call_id"`
+	Name   string `json:"name"`
+	// Tool repeats Name and Path is the file the call targets (if one), as
+	// the spec's example has them (see core.ToolPath).
+	Tool   string          `json:"tool,omitempty"`
+	Path   string          `json:"path,omitempty"`
 	Status string          `json:"status"`
 	Args   json.RawMessage `json:"args"`
 	Result json.RawMessage `json:"result"`
