@@ -35,8 +35,8 @@ func TestClientReadsDocumentedAnswers(t *testing.T) {
 	s := &sleeper{}
 	c := testClient(t, f.URL(), s)
 	ctx := context.Background()
-	id := f.addAgent(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), testRepo, true, false)
-	f.addAgent(time.Date(2026, 1, 3, 3, 4, 5, 0, time.UTC), testRepo, true, false)
+	id := f.addAgent(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), testRepo, true, false, "")
+	f.addAgent(time.Date(2026, 1, 3, 3, 4, 5, 0, time.UTC), testRepo, true, false, "")
 
 	me, err := c.Me(ctx)
 	if err != nil || me.APIKeyName != "flapjack tests" || me.UserEmail != "dev@example.com" {

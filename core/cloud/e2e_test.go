@@ -76,6 +76,7 @@ func TestSessionRunsOnCursor(t *testing.T) {
 			map[string]any{"id": "thinking", "value": "high"},
 		}},
 		"repos":               []any{map[string]any{"url": testRepo, "startingRef": "main"}},
+		"branchName":          "flapjack/" + st.SessionID,
 		"autoCreatePR":        true,
 		"skipReviewerRequest": true,
 		"workOnCurrentBranch": false,
@@ -564,8 +565,8 @@ func TestCrashBetweenCreateAndCommit(t *testing.T) {
 }
 
 // TestRecoveryThatCannotDecideFails: when a create call was in flight at a
-// crash and several new agents could be its, the session ends in error with
-// the reason instead of guessing or staying in creating.
+// crash and several agents are on the session's branch (the create repeated
+// by hand), the session ends in error with the reason instead of guessing.
 func TestRecoveryThatCannotDecideFails(t *testing.T) {
 	e := newEnv(t, "empty")
 	st := e.start("Go")
@@ -573,8 +574,8 @@ func TestRecoveryThatCannotDecideFails(t *testing.T) {
 	if err := (journal{dir: e.stateDir}).save(journalEntry{SessionID: st.SessionID, MessageID: st.MessageID, StartedAt: now}); err != nil {
 		t.Fatal(err)
 	}
-	a1 := e.fake.addAgent(now.Add(time.Second), testRepo, true, true)
-	a2 := e.fake.addAgent(now.Add(2*time.Second), testRepo+".git", true, true)
+	a1 := e.fake.addAgent(now.Add(time.Second), testRepo, true, true, SessionBranch(st.SessionID))
+	a2 := e.fake.addAgent(now.Add(2*time.Second), testRepo+".git", true, true, SessionBranch(st.SessionID))
 	e.startRunner()
 	d := e.waitStatus(st.SessionID, core.StatusError)
 	if msg := deref(d.Error); !strings.Contains(msg, "2 Cursor agents") || !strings.Contains(msg, a1) || !strings.Contains(msg, a2) {

@@ -40,7 +40,7 @@ func TestStalledStreamIsResumed(t *testing.T) {
 func TestAdoptedPolledRunIsNotLoggedTwice(t *testing.T) {
 	e := newEnv(t, "expired")
 	st := e.start("Go")
-	agent := e.fake.addAgent(time.Now(), testRepo, true, true)
+	agent := e.fake.addAgent(time.Now(), testRepo, true, true, "")
 	_, run := e.fake.agentInfo(0)
 	e.fake.expire(run)
 	e.setUpstream(st.SessionID, agent, run)

@@ -86,6 +86,7 @@ type streamItem struct {
 
 type fakeAgent struct {
 	ID                  string
+	BranchName          string
 	CreatedAt           time.Time
 	LatestRunID         string
 	Repos               []RepoRef
@@ -306,10 +307,10 @@ func (f *fakeCursor) newRunLocked(a *fakeAgent) *fakeRun {
 }
 
 // addAgent adds an agent (with one run) as if created at the given time.
-func (f *fakeCursor) addAgent(createdAt time.Time, repo string, autoPR, skipReviewer bool) string {
+func (f *fakeCursor) addAgent(createdAt time.Time, repo string, autoPR, skipReviewer bool, branch string) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	a := &fakeAgent{ID: fmt.Sprintf("bc-%08d-0000-4000-8000-000000000000", len(f.agents)+1), CreatedAt: createdAt, Repos: []RepoRef{{URL: repo, StartingRef: "main"}},
+	a := &fakeAgent{ID: fmt.Sprintf("bc-%08d-0000-4000-8000-000000000000", len(f.agents)+1), CreatedAt: createdAt, Repos: []RepoRef{{URL: repo, StartingRef: "main"}}, BranchName: branch,
 		AutoCreatePR: autoPR, SkipReviewerRequest: skipReviewer, Status: "ACTIVE"}
 	f.agents = append(f.agents, a)
 	f.newRunLocked(a).CreatedAt = createdAt
@@ -322,8 +323,8 @@ func (f *fakeCursor) agentJSON(a *fakeAgent) map[string]any {
 		"url":       "https://cursor.com/agents?id=" + a.ID,
 		"createdAt": a.CreatedAt.Format(time.RFC3339Nano), "updatedAt": a.CreatedAt.Format(time.RFC3339Nano),
 		"latestRunId": a.LatestRunID, "repos": a.Repos, "autoCreatePR": a.AutoCreatePR,
-		"skipReviewerRequest": a.SkipReviewerRequest,
-		"someFutureField":     map[string]any{"ignored": true},
+		"skipReviewerRequest": a.SkipReviewerRequest, "branchName": a.BranchName,
+		"someFutureField": map[string]any{"ignored": true},
 	}
 }
 
@@ -368,7 +369,7 @@ func (f *fakeCursor) createAgent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.mu.Lock()
-	a := &fakeAgent{ID: fmt.Sprintf("bc-%08d-0000-4000-8000-000000000000", len(f.agents)+1), CreatedAt: time.Now().UTC(), Repos: req.Repos,
+	a := &fakeAgent{ID: fmt.Sprintf("bc-%08d-0000-4000-8000-000000000000", len(f.agents)+1), CreatedAt: time.Now().UTC(), Repos: req.Repos, BranchName: req.BranchName,
 		AutoCreatePR: req.AutoCreatePR, SkipReviewerRequest: req.SkipReviewerRequest, Status: "ACTIVE"}
 	f.agents = append(f.agents, a)
 	run := f.newRunLocked(a)

@@ -53,8 +53,11 @@ func (r *Runtime) Prepare(ctx context.Context, spec core.RunSpec) (core.RunStart
 func createRequest(spec core.RunSpec) CreateAgentRequest {
 	s := spec.Session
 	req := CreateAgentRequest{
-		Prompt:              Prompt{Text: spec.Prompt},
-		Repos:               []RepoRef{{URL: s.RepoURL, StartingRef: s.StartingRef}},
+		Prompt: Prompt{Text: spec.Prompt},
+		Repos:  []RepoRef{{URL: s.RepoURL, StartingRef: s.StartingRef}},
+		// The branch names the session, so crash recovery finds exactly
+		// this agent and never one started elsewhere (Cursor's own UI).
+		BranchName:          SessionBranch(s.ID),
 		AutoCreatePR:        s.AutoCreatePR,
 		SkipReviewerRequest: s.SkipReviewerRequest,
 		WorkOnCurrentBranch: s.WorkOnCurrentBranch,
@@ -182,11 +185,12 @@ func (r *Runtime) forget(ctx context.Context, e journalEntry) {
 	}
 }
 
-// recoverCreate looks for the agent a create call made at about since: created
-// no earlier than since minus the skew, on the session's repository with its
-// settings, and owned by no other session. One candidate is the answer; none
-// means the call did nothing; several cannot be told apart, so the session
-// fails with a reason rather than guess.
+// recoverCreate looks for the agent a create call made at about since: the
+// one on the session's branch (SessionBranch), created no earlier than since
+// minus the skew (which bounds the listing), owned by no other session. One
+// is the answer; none means the call did nothing; several (the same create
+// repeated by hand) cannot be told apart, so the session fails with a reason
+// rather than guess.
 func (r *Runtime) recoverCreate(ctx context.Context, c *Client, spec core.RunSpec, since time.Time) (core.RunStart, bool, error) {
 	r.createMu.Lock()
 	defer r.createMu.Unlock()
@@ -208,7 +212,9 @@ func (r *Runtime) recoverCreate(ctx context.Context, c *Client, spec core.RunSpe
 				older = older || !a.CreatedAt.IsZero()
 				continue
 			}
-			if taken[a.ID] || !agentMatches(a, spec.Session) {
+			// Only the branch this session's create call named: an agent
+			// the user started in Cursor itself is never adopted.
+			if taken[a.ID] || a.BranchName != SessionBranch(spec.Session.ID) {
 				continue
 			}
 			cands = append(cands, a)
@@ -272,27 +278,9 @@ func (r *Runtime) takenAgents(ctx context.Context, spec core.RunSpec) (map[strin
 	return taken, nil
 }
 
-// agentMatches reports whether an agent could be the session's, as far as the
-// fields Cursor returns tell (the prompt is not among them).
-func agentMatches(a Agent, s core.Session) bool {
-	if a.AutoCreatePR != nil && *a.AutoCreatePR != s.AutoCreatePR {
-		return false
-	}
-	if a.SkipReviewerRequest != nil && *a.SkipReviewerRequest != s.SkipReviewerRequest {
-		return false
-	}
-	known := false
-	for _, repo := range a.Repos {
-		if repo.URL == "" {
-			continue // a shape we do not read: tells nothing
-		}
-		known = true
-		if sameRepo(repo.URL, s.RepoURL) && (repo.StartingRef == "" || s.StartingRef == "" || repo.StartingRef == s.StartingRef) {
-			return true
-		}
-	}
-	return !known
-}
+// SessionBranch is the branch every Cursor agent of a session is created
+// with: it names the session, and crash recovery matches on it alone.
+func SessionBranch(sessionID string) string { return "flapjack/" + sessionID }
 
 // prepareFollowUp sends the message as a new run of the session's agent.
 // agent_busy (another run still active) is waited out for as long as ctx

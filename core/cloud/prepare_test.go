@@ -69,23 +69,19 @@ func TestPrepareReusesJournaledResult(t *testing.T) {
 }
 
 // TestRecoveryPicksTheOnlyPossibleAgent: recovery after a crash during the
-// create call ignores agents created too early, on another repository or with
-// other settings, and agents that belong to other sessions (recorded on a
-// session, or in another session's journal entry); the one left is adopted.
+// create call adopts the agent on the session's own branch only: agents on
+// the same repository with the same settings at the same time (one a user
+// started in Cursor itself), or on another session's branch, are never taken.
 func TestRecoveryPicksTheOnlyPossibleAgent(t *testing.T) {
 	e := newEnv(t, "empty")
 	other := e.start("Another session")
 	st := e.start("Go")
 	now := time.Now().UTC()
-	ownedBySession := e.fake.addAgent(now.Add(time.Second), testRepo, true, true)
-	e.setUpstream(other.SessionID, ownedBySession, "run-x")
-	ownedByJournal := e.fake.addAgent(now.Add(time.Second), testRepo, true, true)
-	e.journal().save(journalEntry{SessionID: "cs-third", MessageID: "msg-third", StartedAt: now, AgentID: ownedByJournal, RunID: "run-y"})
-	e.fake.addAgent(now.Add(-time.Hour), testRepo, true, true)                         // too old
-	e.fake.addAgent(now.Add(time.Second), "https://github.com/acme/other", true, true) // other repo
-	e.fake.addAgent(now.Add(time.Second), testRepo, false, true)                       // other PR setting
-	ours := e.fake.addAgent(now.Add(2*time.Second), "git@github.com:acme/app.git", true, true)
-	_, oursRun := e.fake.agentInfo(5)
+	e.fake.addAgent(now.Add(time.Second), testRepo, true, true, "")                             // the user's, from Cursor's UI
+	e.fake.addAgent(now.Add(time.Second), testRepo, true, true, "feature/login")                // the user's, on a branch
+	e.fake.addAgent(now.Add(time.Second), testRepo, true, true, SessionBranch(other.SessionID)) // another session's
+	ours := e.fake.addAgent(now.Add(2*time.Second), "git@github.com:acme/app.git", true, true, SessionBranch(st.SessionID))
+	_, oursRun := e.fake.agentInfo(3)
 	e.journal().save(journalEntry{SessionID: st.SessionID, MessageID: st.MessageID, StartedAt: now})
 
 	got, err := e.runtime().Prepare(context.Background(), e.spec(st.SessionID, st.MessageID))
@@ -100,6 +96,28 @@ func TestRecoveryPicksTheOnlyPossibleAgent(t *testing.T) {
 	}
 	if ent, _, _ := e.journal().load(st.SessionID, st.MessageID); ent.AgentID != ours || ent.RunID != oursRun {
 		t.Errorf("journal after recovery %+v", ent)
+	}
+}
+
+// TestRecoveryNeverAdoptsTheUsersAgent: an agent the user started in Cursor
+// on the same repository, with the same settings, just after the crash, is
+// not taken for the session's: the session's own is created.
+func TestRecoveryNeverAdoptsTheUsersAgent(t *testing.T) {
+	e := newEnv(t, "empty")
+	st := e.start("Go")
+	now := time.Now().UTC()
+	users := e.fake.addAgent(now.Add(time.Second), testRepo, true, true, "")
+	e.journal().save(journalEntry{SessionID: st.SessionID, MessageID: st.MessageID, StartedAt: now})
+	got, err := e.runtime().Prepare(context.Background(), e.spec(st.SessionID, st.MessageID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.CursorAgentID == users || e.fake.agentCount() != 2 {
+		t.Errorf("adopted %s (the user's is %s), %d agents upstream", got.CursorAgentID, users, e.fake.agentCount())
+	}
+	creates := e.fake.requestsTo(routeCreate)
+	if len(creates) != 1 || !strings.Contains(string(creates[0].Body), `"branchName":"`+SessionBranch(st.SessionID)+`"`) {
+		t.Errorf("create calls %d, first body %s", len(creates), creates[0].Body)
 	}
 }
 
@@ -171,7 +189,7 @@ func TestCreateRefusedKeepsCursorsError(t *testing.T) {
 func followUpEnv(t *testing.T) (e *env, sessionID, messageID, agent, r1 string) {
 	e = newEnv(t, "empty")
 	st := e.start("Go")
-	agent = e.fake.addAgent(time.Now().Add(-time.Hour), testRepo, true, true)
+	agent = e.fake.addAgent(time.Now().Add(-time.Hour), testRepo, true, true, SessionBranch(st.SessionID))
 	_, r1 = e.fake.agentInfo(0)
 	e.fake.setRunStatus(r1, RunFinished)
 	e.setUpstream(st.SessionID, agent, r1)
@@ -233,7 +251,8 @@ func TestFollowUpOnArchivedAgent(t *testing.T) {
 }
 
 // TestCreateRequestMapsSettings: "auto" omits the model; model params become
-// sorted {id, value} pairs; the PR and branch flags are always sent.
+// sorted {id, value} pairs; the PR and branch flags are always sent, and the
+// branch named after the session.
 func TestCreateRequestMapsSettings(t *testing.T) {
 	tests := []struct {
 		name string
@@ -241,16 +260,16 @@ func TestCreateRequestMapsSettings(t *testing.T) {
 		want string
 	}{{
 		name: "auto",
-		s:    core.Session{ModelID: "auto", ModelParams: map[string]any{"thinking": "high"}, RepoURL: testRepo, StartingRef: "main", WorkOnCurrentBranch: true},
-		want: `{"prompt":{"text":"p"},"repos":[{"url":"https://github.com/acme/app","startingRef":"main"}],"autoCreatePR":false,"skipReviewerRequest":false,"workOnCurrentBranch":true}`,
+		s:    core.Session{ID: "cs-1", ModelID: "auto", ModelParams: map[string]any{"thinking": "high"}, RepoURL: testRepo, StartingRef: "main", WorkOnCurrentBranch: true},
+		want: `{"prompt":{"text":"p"},"repos":[{"url":"https://github.com/acme/app","startingRef":"main"}],"branchName":"flapjack/cs-1","autoCreatePR":false,"skipReviewerRequest":false,"workOnCurrentBranch":true}`,
 	}, {
 		name: "model without params",
-		s:    core.Session{ModelID: "composer-2", RepoURL: testRepo, StartingRef: "dev", AutoCreatePR: true},
-		want: `{"prompt":{"text":"p"},"model":{"id":"composer-2"},"repos":[{"url":"https://github.com/acme/app","startingRef":"dev"}],"autoCreatePR":true,"skipReviewerRequest":false,"workOnCurrentBranch":false}`,
+		s:    core.Session{ID: "cs-1", ModelID: "composer-2", RepoURL: testRepo, StartingRef: "dev", AutoCreatePR: true},
+		want: `{"prompt":{"text":"p"},"model":{"id":"composer-2"},"repos":[{"url":"https://github.com/acme/app","startingRef":"dev"}],"branchName":"flapjack/cs-1","autoCreatePR":true,"skipReviewerRequest":false,"workOnCurrentBranch":false}`,
 	}, {
 		name: "model with params",
-		s:    core.Session{ModelID: "composer-2", ModelParams: map[string]any{"z": true, "a": 1}, RepoURL: testRepo, StartingRef: "main"},
-		want: `{"prompt":{"text":"p"},"model":{"id":"composer-2","params":[{"id":"a","value":1},{"id":"z","value":true}]},"repos":[{"url":"https://github.com/acme/app","startingRef":"main"}],"autoCreatePR":false,"skipReviewerRequest":false,"workOnCurrentBranch":false}`,
+		s:    core.Session{ID: "cs-1", ModelID: "composer-2", ModelParams: map[string]any{"z": true, "a": 1}, RepoURL: testRepo, StartingRef: "main"},
+		want: `{"prompt":{"text":"p"},"model":{"id":"composer-2","params":[{"id":"a","value":1},{"id":"z","value":true}]},"repos":[{"url":"https://github.com/acme/app","startingRef":"main"}],"branchName":"flapjack/cs-1","autoCreatePR":false,"skipReviewerRequest":false,"workOnCurrentBranch":false}`,
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
