@@ -185,7 +185,7 @@ func TestRunnerStaysWhileDeliveriesArePending(t *testing.T) {
 	if _, err := svc.Cancel(ctx, h.actor, st.SessionID); err != nil {
 		t.Fatal(err)
 	}
-	if work, err := core.HasWork(ctx, h.st); err != nil || !work {
+	if work, err := core.HasWork(ctx, h.st, 0); err != nil || !work {
 		t.Fatalf("HasWork = %v, %v with deliveries pending; want true", work, err)
 	}
 	r := core.NewRunner(core.RunnerConfig{Store: h.st, Box: h.box, Runtimes: map[string]core.Runtime{"local": h.rt},
@@ -209,7 +209,7 @@ func TestRunnerStaysWhileDeliveriesArePending(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the runner did not idle out once every delivery was made")
 	}
-	if work, _ := core.HasWork(ctx, h.st); work {
+	if work, _ := core.HasWork(ctx, h.st, 0); work {
 		t.Error("HasWork after every delivery was made")
 	}
 }

@@ -104,8 +104,12 @@ func (r *Runner) Run(ctx context.Context) error {
 		if r.busy() {
 			idleSince = time.Now()
 		} else if r.cfg.IdleTimeout > 0 && time.Since(idleSince) >= r.cfg.IdleTimeout {
-			// Webhooks still to send keep the runner (and its delivery loop) alive.
-			if pending, err := r.cfg.Store.HasPendingDeliveries(ctx); err == nil && pending {
+			// Webhooks still to send keep the runner (and its delivery loop)
+			// alive, and so does a workspace expiry due within another idle
+			// window: leaving would strand it until someone starts a runner.
+			pending, err := r.cfg.Store.HasPendingDeliveries(ctx)
+			expiring, err2 := ExpiryDue(ctx, r.cfg.Store, r.cfg.WorkspaceTTL, r.cfg.IdleTimeout, r.cfg.Clock.Now())
+			if err == nil && err2 == nil && (pending || expiring) {
 				idleSince = time.Now()
 			} else {
 				r.cfg.Logger.Info("runner: idle, exiting", "idle", r.cfg.IdleTimeout)
@@ -121,15 +125,19 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 }
 
-// HasWork reports whether any session or webhook delivery needs a runner; a
+// HasWork reports whether any session, webhook delivery or workspace expiry
+// (with this TTL, 0 for none) needs a runner now; a
 // process that gives up the runner lock checks this afterwards, so work
 // committed meanwhile is not lost.
-func HasWork(ctx context.Context, st Store) (bool, error) {
+func HasWork(ctx context.Context, st Store, ttl time.Duration) (bool, error) {
 	list, err := st.ListSessions(ctx, activeFilter())
 	if err != nil || len(list) > 0 {
 		return len(list) > 0, err
 	}
-	return st.HasPendingDeliveries(ctx)
+	if pending, err := st.HasPendingDeliveries(ctx); err != nil || pending {
+		return pending, err
+	}
+	return ExpiryDue(ctx, st, ttl, 0, time.Now())
 }
 
 func activeFilter() SessionFilter {

@@ -108,7 +108,9 @@ func (r *Runner) maybeSweep(ctx context.Context, sw *sweeper) {
 	}
 	every := r.cfg.SweepInterval
 	if every <= 0 {
-		every = DefaultSweepInterval
+		// At least every min(TTL/2, 1 min): a short TTL is honoured
+		// within half of it.
+		every = min(DefaultSweepInterval, max(r.cfg.WorkspaceTTL/2, time.Second))
 	}
 	if !sw.last.IsZero() && time.Since(sw.last) < every {
 		return
@@ -122,4 +124,27 @@ func (r *Runner) maybeSweep(ctx context.Context, sw *sweeper) {
 		defer close(done)
 		r.sweep(ctx)
 	}()
+}
+
+// ExpiryDue reports whether a session's workspace will be past its TTL
+// within the given time: a runner must exist for it then, so one does not
+// idle out before, and waiting processes start one when it is due.
+func ExpiryDue(ctx context.Context, st Store, ttl, within time.Duration, now time.Time) (bool, error) {
+	if ttl <= 0 {
+		return false, nil
+	}
+	no := false
+	list, err := st.ListSessions(ctx, SessionFilter{
+		Statuses: []Status{StatusFinished, StatusError, StatusCancelled},
+		Archived: &no, OldestFirst: true,
+	})
+	if err != nil {
+		return false, err
+	}
+	for _, s := range list {
+		if s.Runtime == RuntimeLocal && !endedAt(s).Add(ttl).After(now.Add(within)) {
+			return true, nil
+		}
+	}
+	return false, nil
 }

@@ -31,6 +31,8 @@ type api interface {
 type localAPI struct {
 	app   *app
 	actor core.Actor
+	// watch replaces a runner that died while this command waits.
+	watch *runnerWatch
 }
 
 func (l *localAPI) ListAgents(ctx context.Context, orgID string) ([]core.CodeAgent, error) {
@@ -58,6 +60,7 @@ func (l *localAPI) ListSessions(ctx context.Context, in core.ListSessionsInput) 
 }
 
 func (l *localAPI) GetSession(ctx context.Context, id string) (core.SessionDetail, error) {
+	l.watch.check(ctx)
 	return l.app.svc.GetSession(ctx, l.actor, id)
 }
 
@@ -74,6 +77,13 @@ func (l *localAPI) SendMessage(ctx context.Context, id, prompt string) (core.Sen
 }
 
 func (l *localAPI) ListEvents(ctx context.Context, id string, in core.EventsInput) (core.EventPage, error) {
+	l.watch.check(ctx)
+	if in.WaitSeconds != nil && *in.WaitSeconds > 0 {
+		// Keep watching through a long poll, too.
+		wctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go l.watch.watchAlways(wctx)
+	}
 	return l.app.svc.ListEvents(ctx, l.actor, id, in)
 }
 

@@ -103,3 +103,10 @@ func withLocalLimits(cfg core.RunnerConfig) core.RunnerConfig {
 	cfg.WorkspaceTTL = s.ttl
 	return cfg
 }
+
+// workspaceTTL is FLAPJACK_WORKSPACE_TTL as the runner applies it (openApp
+// refused a malformed value already).
+func workspaceTTL() time.Duration {
+	ls, _ := readLocalSettings()
+	return ls.ttl
+}

@@ -45,7 +45,7 @@ echo "did: $prompt"
 	}
 	t.Cleanup(func() { runner.Process.Kill(); runner.Wait() })
 	deadline := time.Now().Add(20 * time.Second)
-	for held, _ := runnerHeld(dataDir); !held; held, _ = runnerHeld(dataDir) {
+	for held, _ := runnerUp(dataDir); !held; held, _ = runnerUp(dataDir) {
 		if time.Now().After(deadline) {
 			t.Fatal("the detached runner never took the lock")
 		}

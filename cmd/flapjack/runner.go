@@ -26,7 +26,11 @@ const (
 // runnerLock is the exclusive flock that makes the runner a singleton per data
 // directory. The kernel drops it when the process dies, so a crashed runner
 // never blocks the next one.
-type runnerLock struct{ f *os.File }
+type runnerLock struct {
+	f *os.File
+	// stopBeat ends the liveness record (see liveness.go).
+	stopBeat func()
+}
 
 // tryLockRunner takes the lock without waiting; ok is false when another
 // process holds it.
@@ -46,34 +50,23 @@ func tryLockRunner(dataDir string) (l *runnerLock, ok bool, err error) {
 	if err := f.Truncate(0); err == nil {
 		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
-	return &runnerLock{f: f}, true, nil
+	return &runnerLock{f: f, stopBeat: keepBeating(dataDir)}, true, nil
 }
 
 func (l *runnerLock) unlock() {
+	l.stopBeat()
 	syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)
 	l.f.Close()
 }
 
-// runnerHeld reports whether some process holds the runner lock.
-func runnerHeld(dataDir string) (bool, error) {
-	l, ok, err := tryLockRunner(dataDir)
-	if err != nil {
-		return false, err
-	}
-	if !ok {
-		return true, nil
-	}
-	l.unlock()
-	return false, nil
-}
-
 // startDetachedRunner starts "flapjack runner" in its own session with its
-// output in runner.log, unless a runner already holds the lock. The child
-// outlives this process, so sessions keep running after an MCP client quits.
+// output in runner.log, unless a runner is alive (its liveness record says
+// so; the lock is never probed). Two processes may both start one: the
+// second finds the lock taken and leaves. The child outlives this process,
+// so sessions keep running after an MCP client quits.
 func startDetachedRunner(g *globals) error {
-	held, err := runnerHeld(g.dataDir)
-	if err != nil || held {
-		return err
+	if _, alive := runnerAlive(g.dataDir); alive {
+		return nil
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -140,19 +133,9 @@ func runRunner(ctx context.Context, g *globals, idle time.Duration) error {
 	if err := os.MkdirAll(g.dataDir, 0o700); err != nil {
 		return err
 	}
-	// Other processes probe the lock for an instant (is a runner alive?);
-	// only a lock that stays taken means another runner.
-	var (
-		lock *runnerLock
-		ok   bool
-		err  error
-	)
-	for range 10 {
-		if lock, ok, err = tryLockRunner(g.dataDir); err != nil || ok {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	// Nobody probes the lock (liveness is read from the runner's record), so
+	// a lock that is taken is another runner.
+	lock, ok, err := tryLockRunner(g.dataDir)
 	if err != nil {
 		return err
 	}
@@ -183,7 +166,7 @@ func runRunner(ctx context.Context, g *globals, idle time.Duration) error {
 		if err != nil || ctx.Err() != nil {
 			return err
 		}
-		work, err := core.HasWork(context.Background(), a.store)
+		work, err := core.HasWork(context.Background(), a.store, workspaceTTL())
 		if err != nil || !work {
 			return err
 		}
@@ -195,7 +178,7 @@ func runRunner(ctx context.Context, g *globals, idle time.Duration) error {
 
 // ensureRunnerForWork starts a runner at start-up when sessions are waiting.
 func ensureRunnerForWork(ctx context.Context, g *globals, a *app) {
-	work, err := core.HasWork(ctx, a.store)
+	work, err := core.HasWork(ctx, a.store, workspaceTTL())
 	if err != nil {
 		g.logger.Error("checking for active sessions", "err", err)
 		return

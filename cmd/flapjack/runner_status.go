@@ -124,28 +124,14 @@ func readRunnerStatus(ctx context.Context, g *globals) (runnerStatus, error) {
 	return st, nil
 }
 
-// runnerProcess finds the runner holding the data directory's lock: its pid
-// (which it writes into the lock file) and when it took the lock (the file's
-// modification time, written then).
+// runnerProcess reads the data directory's runner from its liveness record:
+// its pid and when it started.
 func runnerProcess(dataDir string) (pid int, since time.Time, ok bool) {
-	held, err := runnerHeld(dataDir)
-	if err != nil || !held {
+	b, alive := runnerAlive(dataDir)
+	if !alive {
 		return 0, time.Time{}, false
 	}
-	path := filepath.Join(dataDir, runnerLockFile)
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return 0, time.Time{}, false
-	}
-	pid, err = strconv.Atoi(strings.TrimSpace(string(raw)))
-	if err != nil || pid <= 0 {
-		return 0, time.Time{}, false
-	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		return 0, time.Time{}, false
-	}
-	return pid, fi.ModTime(), true
+	return b.PID, b.Started, true
 }
 
 // measure counts the entries of dir that count(name, isDir) accepts and sums

@@ -192,7 +192,7 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 // handOver starts a detached runner when sessions still need one after this
 // server's runner stopped (messages queued behind a run it had to end).
 func handOver(g *globals, a *app, log *slog.Logger) {
-	work, err := core.HasWork(context.Background(), a.store)
+	work, err := core.HasWork(context.Background(), a.store, workspaceTTL())
 	if err != nil || !work {
 		return
 	}
@@ -204,12 +204,12 @@ func handOver(g *globals, a *app, log *slog.Logger) {
 	// Exit only once the successor holds the lock, so whoever stopped this
 	// server finds the sessions' runner in place (and can stop it in turn).
 	for range 100 {
-		if held, err := runnerHeld(g.dataDir); err != nil || held {
+		if _, alive := runnerAlive(g.dataDir); alive {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	log.Warn("the detached runner did not take the lock within 2s")
+	log.Warn("the detached runner did not start within 2s")
 }
 
 // runnerHolder runs the runner in this process once it can take the runner

@@ -607,7 +607,7 @@ func TestServeShutsDownGracefully(t *testing.T) {
 	if d := time.Since(start); d > 15*time.Second {
 		t.Errorf("shutdown took %v", d)
 	}
-	if held, _ := runnerHeld(dataDir); held {
+	if held, _ := runnerUp(dataDir); held {
 		// A detached runner may have been handed queued work; none is queued here.
 		t.Error("the runner lock is still held after serve exited")
 	}
