@@ -207,15 +207,18 @@ func (r *Runner) drive(ctx context.Context, id string) {
 		}
 		hold.gate = r.gates[ss.Runtime]
 		running, next := openMessages(msgs)
-		now := r.cfg.Clock.Now()
 		switch {
 		case ss.Status == StatusPending:
 			// A session waits for a run slot in pending.
 			if !r.waitForSlot(ctx, log, hold, ss) {
 				continue
 			}
-			ss.Status = StatusCreating
-			r.apply(ctx, log, Change{Session: ss, Events: []EventInput{statusEvent(now, StatusPending, StatusCreating, "preparing the run")}})
+			r.decide(ctx, log, id, func(s Session, _ []Message) (Change, error) {
+				if s.Status != StatusPending {
+					return Change{}, errNoChange // moved on meanwhile; the loop re-reads
+				}
+				return decidePrepare(s, r.cfg.Clock.Now())
+			})
 
 		case ss.Status == StatusCreating:
 			m := next
@@ -263,9 +266,12 @@ func (r *Runner) drive(ctx context.Context, id string) {
 		case next != nil && ss.Status != StatusExpired:
 			// Terminal with a queued message (left by a run that failed under a
 			// previous runner): start its run.
-			prev := ss.Status
-			ss.Status, ss.Error, ss.CompletedAt = StatusCreating, nil, nil
-			r.apply(ctx, log, Change{Session: ss, Events: []EventInput{statusEvent(now, prev, StatusCreating, "running the next queued message")}})
+			r.decide(ctx, log, id, func(s Session, _ []Message) (Change, error) {
+				if !s.Status.Terminal() {
+					return Change{}, errNoChange
+				}
+				return decideResumeQueued(s, r.cfg.Clock.Now())
+			})
 
 		default:
 			return
@@ -332,18 +338,27 @@ func (r *Runner) spec(ss Session, m Message, msgs []Message, adopted bool) (RunS
 	return spec, nil
 }
 
-// apply commits a change; a lost race is fine (the caller re-reads and decides again).
-func (r *Runner) apply(ctx context.Context, log *slog.Logger, ch Change) bool {
-	_, err := r.cfg.Store.Apply(ctx, ch)
-	if err != nil && !errors.Is(err, ErrConflict) && ctx.Err() == nil {
-		log.Error("runner: applying change", "err", err)
-		// Back off briefly so a persistent failure does not spin.
+// decide reads the session, asks the transition function for the change
+// and applies it (applyDecision); it reports whether a change was committed.
+// A persistent failure is logged and backed off, so it does not spin.
+func (r *Runner) decide(ctx context.Context, log *slog.Logger, id string, fn func(Session, []Message) (Change, error)) (Change, bool) {
+	read := func(ctx context.Context) (Session, []Message, error) {
+		s, err := r.cfg.Store.GetSession(ctx, id)
+		if err != nil {
+			return Session{}, nil, err
+		}
+		msgs, err := r.cfg.Store.ListMessages(ctx, id)
+		return s, msgs, err
+	}
+	ch, err := applyDecision(ctx, r.cfg.Store, read, fn)
+	if err != nil && !errors.Is(err, errNoChange) && ctx.Err() == nil {
+		log.Error("runner: recording a change", "err", err)
 		select {
 		case <-ctx.Done():
 		case <-time.After(time.Second):
 		}
 	}
-	return err == nil
+	return ch, err == nil
 }
 
 // prepareAndRun prepares the next message's run, records it started (with what
@@ -398,35 +413,25 @@ func (r *Runner) abandonStart(ctx context.Context, log *slog.Logger, rt Runtime,
 // startMessage marks m running under the run Prepare set up (or a fresh run id)
 // and moves the session to running.
 func (r *Runner) startMessage(ctx context.Context, log *slog.Logger, ss Session, m Message, start RunStart) (Session, Message, bool) {
-	now := r.cfg.Clock.Now()
 	runID := start.RunID
 	if runID == "" {
 		runID = NewID(PrefixRun)
 	}
-	if start.CursorAgentID != "" {
-		ss.CursorAgentID = &start.CursorAgentID
-	}
-	const status = StatusRunning
-	m.Status, m.StartedAt, m.CursorRunID = MessageRunning, &now, &runID
-	prev := ss.Status
-	ss.Status, ss.LatestRunID, ss.StreamPosition = status, &runID, ""
-	// The run is in flight from here until finish clears the handle; a runtime
-	// replaces it with its own (a process group) once it knows one.
-	ss.RunHandle = RunHandleStarting
-	if ss.StartedAt == nil {
-		ss.StartedAt = &now
-	}
-	ch := Change{Session: ss, Messages: []Message{m}}
-	if prev != status {
-		ev := statusEvent(now, prev, status, "run started")
-		ev.MessageID, ev.CursorRunID = m.ID, runID
-		ch.Events = append(ch.Events, ev)
-	}
-	if !r.apply(ctx, log, ch) {
+	// Decided on the state Prepare started from: if anything changed since
+	// (a cancel, an archive), the start is not recorded and the caller
+	// stops what Prepare set up.
+	ch, s2, m2, err := decideRunStart(ss, m, runID, start.CursorAgentID, r.cfg.Clock.Now())
+	if err != nil {
 		return Session{}, Message{}, false
 	}
-	ss.Version++
-	return ss, m, true
+	if _, err := r.cfg.Store.Apply(ctx, ch); err != nil {
+		if !errors.Is(err, ErrConflict) && ctx.Err() == nil {
+			log.Error("runner: recording the run's start", "err", err)
+		}
+		return Session{}, Message{}, false
+	}
+	s2.Version++
+	return s2, m2, true
 }
 
 // failMessage records that m could not run and ends the session in error unless
@@ -437,14 +442,14 @@ func (r *Runner) failMessage(ctx context.Context, log *slog.Logger, ss Session, 
 
 // endSession moves the session to a terminal status.
 func (r *Runner) endSession(ctx context.Context, log *slog.Logger, ss Session, to Status, reason string) {
-	now := r.cfg.Clock.Now()
-	prev := ss.Status
-	ss.Status, ss.CompletedAt, ss.RunHandle = to, &now, ""
 	reason = r.cfg.Redactor.String(reason)
-	if reason != "" {
-		ss.Error = &reason
-	}
-	r.apply(ctx, log, Change{Session: ss, Events: []EventInput{statusEvent(now, prev, to, reason)}})
+	status := ss.Status
+	r.decide(ctx, log, ss.ID, func(s Session, _ []Message) (Change, error) {
+		if s.Status != status || s.Archived {
+			return Change{}, errNoChange // moved on meanwhile; the drive loop re-reads
+		}
+		return decideEnd(s, to, reason, r.cfg.Clock.Now())
+	})
 }
 
 // watchInterval is how often a run checks whether its session was cancelled or
@@ -548,97 +553,19 @@ func (r *Runner) finish(ctx context.Context, log *slog.Logger, sessionID, messag
 	// path (a failed Prepare as much as a finished run).
 	out.Error, out.ResultText = r.cfg.Redactor.String(out.Error), r.cfg.Redactor.String(out.ResultText)
 	out.PRURL, out.PRBranch = r.cfg.Redactor.String(out.PRURL), r.cfg.Redactor.String(out.PRBranch)
-	for range maxRetries {
+	_, err := applyDecision(ctx, r.cfg.Store, func(ctx context.Context) (Session, []Message, error) {
 		ss, err := r.cfg.Store.GetSession(ctx, sessionID)
 		if err != nil {
-			log.Error("runner: reading session to finish", "err", err)
-			return
+			return Session{}, nil, err
 		}
 		msgs, err := r.cfg.Store.ListMessages(ctx, sessionID)
-		if err != nil {
-			log.Error("runner: reading messages to finish", "err", err)
-			return
-		}
-		ch := Change{}
-		ss.RunHandle = ""
-		for _, m := range msgs {
-			if m.ID != messageID || (m.Status != MessageRunning && m.Status != MessageQueued) {
-				continue
-			}
-			m.Status, m.CompletedAt = out.Status, &now
-			if m.StartedAt == nil {
-				m.StartedAt = &now
-			}
-			if out.ResultText != "" {
-				m.ResultText = ptr(out.ResultText)
-			}
-			m.DurationMS = ptr(out.DurationMS)
-			if !out.Usage.Empty() {
-				m.Usage = out.Usage
-				ss.Usage = ss.Usage.Plus(out.Usage)
-			}
-			if out.PRURL != "" {
-				m.PRURL = ptr(out.PRURL)
-			}
-			if out.Status == MessageError || out.Status == MessageCancelled {
-				m.Error = ptr(out.Error)
-				ev := EventInput{MessageID: m.ID, Type: EventError, CreatedAt: now,
-					Payload: mustJSON(map[string]any{"message": out.Error, "message_id": m.ID})}
-				if m.CursorRunID != nil {
-					ev.CursorRunID = *m.CursorRunID
-				}
-				ch.Events = append(ch.Events, ev)
-			}
-			ch.Messages = append(ch.Messages, m)
-		}
-		if out.PRURL != "" {
-			ss.PRURL = ptr(out.PRURL)
-		}
-		if out.PRBranch != "" {
-			ss.PRBranch = ptr(out.PRBranch)
-		}
-		// A run that ended upstream (cancelled outside flapjack, expired)
-		// ends the session: its queued messages will not run.
-		endsUpstream := out.Expired || out.Status == MessageCancelled
-		if endsUpstream {
-			for _, m := range msgs {
-				if m.Status == MessageQueued && m.ID != messageID {
-					m.Status, m.CompletedAt = MessageCancelled, &now
-					ch.Messages = append(ch.Messages, m)
-				}
-			}
-		}
-		_, next := openMessages(applyMessages(msgs, ch.Messages))
-		if (ss.Status == StatusRunning || ss.Status == StatusCreating) && next == nil && !ss.Archived {
-			prev := ss.Status
-			ss.Status, ss.CompletedAt = StatusFinished, &now
-			ss.Error = nil
-			reason := "run finished"
-			switch {
-			case out.Expired && CanTransition(prev, StatusExpired):
-				ss.Status, reason = StatusExpired, out.Error
-			case out.Status == MessageCancelled:
-				ss.Status, reason = StatusCancelled, out.Error
-			case out.Status == MessageError || out.Expired:
-				ss.Status = StatusError
-				ss.Error = ptr(out.Error)
-				reason = out.Error
-			}
-			ev := statusEvent(now, prev, ss.Status, reason)
-			ev.MessageID = messageID
-			ch.Events = append(ch.Events, ev)
-		}
-		ch.Session = ss
-		_, err = r.cfg.Store.Apply(ctx, ch)
-		if errors.Is(err, ErrConflict) {
-			continue
-		}
-		if err != nil {
-			log.Error("runner: recording run outcome", "err", err)
-		}
-		return
+		return ss, msgs, err
+	}, func(ss Session, msgs []Message) (Change, error) {
+		return decideOutcome(ss, msgs, messageID, out, now)
+	})
+	if err != nil {
+		log.Error("runner: recording run outcome", "err", err)
 	}
-	log.Error("runner: too many concurrent changes while recording a run outcome")
 }
 
 // applyMessages overlays updated messages on the list.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -526,7 +525,6 @@ func (s *Service) StartSession(ctx context.Context, a Actor, in StartSessionInpu
 		CodeAgentID:         ag.ID,
 		RepoURL:             repo,
 		StartingRef:         ref,
-		Status:              StatusPending,
 		WebhookURL:          webhook,
 		ModelID:             model,
 		ModelParams:         params,
@@ -549,11 +547,11 @@ func (s *Service) StartSession(ctx context.Context, a Actor, in StartSessionInpu
 		SessionID: ss.ID,
 		Role:      "user",
 		Prompt:    in.Prompt,
-		Status:    MessageQueued,
 		CreatedAt: now,
 	}
+	newSessionState(&ss, &msg)
 	events := []EventInput{
-		statusEvent(now, "", StatusPending, "session created"),
+		statusEvent(now, "", ss.Status, "session created"),
 		userMessageEvent(now, msg, false),
 	}
 	if _, err := s.cfg.Store.CreateSession(ctx, ss, msg, events); err != nil {
@@ -635,13 +633,13 @@ func (s *Service) UpdateSession(ctx context.Context, a Actor, id string, webhook
 		}
 	}
 	var out Session
-	err := s.update(ctx, a, id, func(ss *Session, _ []Message) (Change, error) {
+	err := s.update(ctx, a, id, func(ss Session, _ []Message) (Change, error) {
 		if err := CheckOperation(OpUpdate, ss.Status, ss.Archived); err != nil {
 			return Change{}, err
 		}
 		ss.WebhookURL = webhookURL
-		out = *ss
-		return Change{Session: *ss}, nil
+		out = ss
+		return Change{Session: ss}, nil
 	})
 	if err != nil {
 		return Session{}, err
@@ -685,7 +683,7 @@ func (s *Service) SendMessage(ctx context.Context, a Actor, id, prompt string) (
 		return SendResult{}, err
 	}
 	msgID := NewID(PrefixMessage)
-	err := s.update(ctx, a, id, func(ss *Session, msgs []Message) (Change, error) {
+	err := s.update(ctx, a, id, func(ss Session, _ []Message) (Change, error) {
 		if err := CheckOperation(OpSend, ss.Status, ss.Archived); err != nil {
 			return Change{}, err
 		}
@@ -699,18 +697,7 @@ func (s *Service) SendMessage(ctx context.Context, a Actor, id, prompt string) (
 			}
 		}
 		now := s.cfg.Clock.Now()
-		m := Message{ID: msgID, SessionID: ss.ID, Role: "user", Prompt: prompt, Status: MessageQueued, CreatedAt: now}
-		queued := ss.Status.Active()
-		ch := Change{Messages: []Message{m}, Events: []EventInput{userMessageEvent(now, m, queued)}}
-		if !queued {
-			prev := ss.Status
-			ss.Status = StatusCreating
-			ss.Error = nil
-			ss.CompletedAt = nil
-			ch.Events = append(ch.Events, statusEvent(now, prev, StatusCreating, "follow-up message"))
-		}
-		ch.Session = *ss
-		return ch, nil
+		return decideFollowUp(ss, Message{ID: msgID, SessionID: ss.ID, Role: "user", Prompt: prompt, CreatedAt: now}, now)
 	})
 	if err != nil {
 		return SendResult{}, err
@@ -792,24 +779,8 @@ func (s *Service) Cancel(ctx context.Context, a Actor, id string) (CancelResult,
 	defer s.holdKey(ss)()
 	rt := s.cfg.Runtimes[ss.Runtime]
 	mark := func(ctx context.Context) error {
-		return s.update(ctx, a, id, func(cur *Session, msgs []Message) (Change, error) {
-			if err := CheckOperation(OpCancel, cur.Status, cur.Archived); err != nil {
-				return Change{}, err
-			}
-			now := s.cfg.Clock.Now()
-			prev := cur.Status
-			cur.Status = StatusCancelled
-			cur.CompletedAt = &now
-			ch := Change{Events: []EventInput{statusEvent(now, prev, StatusCancelled, "cancelled by request")}}
-			for _, m := range msgs {
-				if m.Status == MessageQueued || m.Status == MessageRunning {
-					m.Status = MessageCancelled
-					m.CompletedAt = &now
-					ch.Messages = append(ch.Messages, m)
-				}
-			}
-			ch.Session = *cur
-			return ch, nil
+		return s.update(ctx, a, id, func(cur Session, msgs []Message) (Change, error) {
+			return decideCancel(cur, msgs, s.cfg.Clock.Now())
 		})
 	}
 	if rt == nil {
@@ -852,19 +823,8 @@ func (s *Service) Archive(ctx context.Context, a Actor, id string) (ArchiveResul
 			return ArchiveResult{}, Errorf(CodeArchiveFailed, "archiving the session's %s resources failed; retry", ss.Runtime)
 		}
 	}
-	err = s.update(ctx, a, id, func(cur *Session, _ []Message) (Change, error) {
-		if cur.Archived {
-			return Change{}, errNoChange
-		}
-		if err := CheckOperation(OpArchive, cur.Status, cur.Archived); err != nil {
-			return Change{}, err
-		}
-		now := s.cfg.Clock.Now()
-		cur.Archived = true
-		cur.CursorKeyCiphertext = nil
-		ev := statusEvent(now, cur.Status, cur.Status, "archived")
-		ev.Payload = mustJSON(map[string]any{"status": cur.Status, "archived": true, "reason": "archived; the stored Cursor API key was wiped"})
-		return Change{Session: *cur, Events: []EventInput{ev}, Scrub: true}, nil
+	err = s.update(ctx, a, id, func(cur Session, _ []Message) (Change, error) {
+		return decideArchive(cur, s.cfg.Clock.Now())
 	})
 	if err != nil && !errors.Is(err, errNoChange) {
 		return ArchiveResult{}, err
@@ -875,35 +835,26 @@ func (s *Service) Archive(ctx context.Context, a Actor, id string) (ArchiveResul
 	return ArchiveResult{OK: true, Archived: true}, nil
 }
 
-// errNoChange lets an update function say there is nothing to write.
-var errNoChange = errors.New("no change")
-
-// update runs a compare-and-set loop: read the session and its messages, let fn
-// decide the change, apply it; on a lost race, read again and decide again.
-func (s *Service) update(ctx context.Context, a Actor, id string, fn func(*Session, []Message) (Change, error)) error {
-	for range maxRetries {
+// update applies a decision under compare-and-set (applyDecision), reading
+// the session as the actor sees it.
+func (s *Service) update(ctx context.Context, a Actor, id string, fn func(Session, []Message) (Change, error)) error {
+	read := func(ctx context.Context) (Session, []Message, error) {
 		ss, err := s.session(ctx, a, id)
 		if err != nil {
-			return err
+			return Session{}, nil, err
 		}
 		msgs, err := s.cfg.Store.ListMessages(ctx, id)
 		if err != nil {
-			return s.internal(ctx, "list messages", err)
+			return Session{}, nil, s.internal(ctx, "list messages", err)
 		}
-		ch, err := fn(&ss, msgs)
-		if err != nil {
-			return err
-		}
-		_, err = s.cfg.Store.Apply(ctx, ch)
-		if errors.Is(err, ErrConflict) {
-			continue
-		}
-		if err != nil {
-			return s.internal(ctx, "apply", err)
-		}
-		return nil
+		return ss, msgs, nil
 	}
-	return s.internal(ctx, "apply", fmt.Errorf("session %s: too many concurrent changes", id))
+	_, err := applyDecision(ctx, s.cfg.Store, read, fn)
+	var e *Error
+	if err != nil && !errors.As(err, &e) && !errors.Is(err, errNoChange) {
+		return s.internal(ctx, "apply", err)
+	}
+	return err
 }
 
 // statusEvent records a status change. from is empty for the first status.

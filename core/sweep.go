@@ -58,15 +58,18 @@ func (r *Runner) sweep(ctx context.Context) {
 			if now.Sub(endedAt(s)) < ttl {
 				continue
 			}
-			prev := s.Status
-			s.Status = StatusExpired
 			reason := fmt.Sprintf("expired: the workspace was removed %s after the session ended; start a new session to go on", ttl)
-			if _, err := r.cfg.Store.Apply(ctx, Change{Session: s, Events: []EventInput{statusEvent(now, prev, StatusExpired, reason)}}); err != nil {
+			ch, err := decideExpire(s, now, reason)
+			if err != nil {
+				continue
+			}
+			if _, err := r.cfg.Store.Apply(ctx, ch); err != nil {
 				if !errors.Is(err, ErrConflict) && ctx.Err() == nil {
 					sl.Error("runner: expiring session", "err", err)
 				}
 				continue
 			}
+			s = ch.Session
 			sl.Info("runner: session expired", "ttl", ttl)
 		}
 		if err := holder.ReleaseWorkspace(ctx, s); err != nil && ctx.Err() == nil {
