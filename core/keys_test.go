@@ -3,7 +3,9 @@ package core_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -173,5 +175,53 @@ func TestUsageIsKeptAndSummed(t *testing.T) {
 	}
 	if m := d.Messages[0].Usage; m == nil || *m.InputTokens != 100 || m.CostUSD != nil {
 		t.Errorf("first message usage = %+v", m)
+	}
+}
+
+// TestArchiveWithAReaderIsNotAnError: an archive whose key wipe cannot be
+// checkpointed at once (a reader holds the WAL) is committed and answered as
+// a success; once the reader is gone the runner's next scrub leaves no byte
+// of the sealed key in the database, WAL or SHM file.
+func TestArchiveWithAReaderIsNotAnError(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	st, err := h.svc.StartSession(ctx, h.actor, core.StartSessionInput{CodeAgentID: h.agent.ID, Prompt: "x", CursorAPIKey: "crsr_scrub_0123456789abcdef"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.svc.Cancel(ctx, h.actor, st.SessionID); err != nil {
+		t.Fatal(err)
+	}
+	ss, _ := h.st.GetSession(ctx, st.SessionID)
+	sealed := ss.CursorKeyCiphertext
+	if len(sealed) == 0 {
+		t.Fatal("no sealed key")
+	}
+	// A reader holding a snapshot blocks the truncating checkpoint.
+	reader, err := sql.Open("sqlite", "file:"+h.dbPath+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	tx, err := reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := tx.QueryRow("SELECT count(*) FROM sessions").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.svc.Archive(ctx, h.actor, st.SessionID); err != nil {
+		t.Fatalf("archive with a reader holding the WAL = %v, want success", err)
+	}
+	tx.Rollback()
+	if err := h.st.Scrub(ctx); err != nil {
+		t.Fatalf("scrub after the reader left: %v", err)
+	}
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		b, _ := os.ReadFile(h.dbPath + suffix)
+		if bytes.Contains(b, sealed[len(sealed)-16:]) {
+			t.Errorf("flapjack.db%s still holds the sealed key", suffix)
+		}
 	}
 }

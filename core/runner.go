@@ -70,6 +70,10 @@ func NewRunner(cfg RunnerConfig) *Runner {
 	return r
 }
 
+// scrubEvery is how often a runner checkpoints the WAL, so wiped bytes a
+// busy checkpoint left behind do not stay on disk.
+const scrubEvery = 10 * time.Second
+
 // rescanEvery re-reads the work list even when data_version has not moved, as a
 // safety net; data_version is the fast path.
 const rescanEvery = 2 * time.Second
@@ -88,6 +92,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	lastVersion := int64(-1)
 	var lastScan time.Time
 	var sw sweeper
+	var lastScrub time.Time
 	idleSince := time.Now()
 	for {
 		v, err := r.cfg.Store.DataVersion(ctx)
@@ -101,6 +106,14 @@ func (r *Runner) Run(ctx context.Context) error {
 			}
 		}
 		r.maybeSweep(driveCtx, &sw)
+		if time.Since(lastScrub) >= scrubEvery {
+			// Wiped bytes (archived keys) a checkpoint could not remove
+			// while a reader held the WAL leave the disk now.
+			lastScrub = time.Now()
+			if err := r.cfg.Store.Scrub(ctx); err != nil && ctx.Err() == nil {
+				r.cfg.Logger.Debug("runner: WAL checkpoint postponed", "err", err)
+			}
+		}
 		if r.busy() {
 			idleSince = time.Now()
 		} else if r.cfg.IdleTimeout > 0 && time.Since(idleSince) >= r.cfg.IdleTimeout {

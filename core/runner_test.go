@@ -82,17 +82,19 @@ func (f *fakeRuntime) specs() []core.RunSpec {
 }
 
 type harness struct {
-	st    *store.Store
-	svc   *core.Service
-	rt    *fakeRuntime
-	box   *core.Box
-	actor core.Actor
-	agent core.CodeAgent
+	st     *store.Store
+	dbPath string
+	svc    *core.Service
+	rt     *fakeRuntime
+	box    *core.Box
+	actor  core.Actor
+	agent  core.CodeAgent
 }
 
 func newHarness(t testing.TB) *harness {
 	t.Helper()
-	st, err := store.Open(filepath.Join(t.TempDir(), "flapjack.db"))
+	dbPath := filepath.Join(t.TempDir(), "flapjack.db")
+	st, err := store.Open(dbPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +108,7 @@ func newHarness(t testing.TB) *harness {
 	}
 	rt := &fakeRuntime{}
 	svc := core.NewService(core.ServiceConfig{Store: st, Box: box, Runtimes: map[string]core.Runtime{"local": rt}, DefaultRuntime: "local"})
-	h := &harness{st: st, svc: svc, rt: rt, box: box, actor: core.Actor{UserID: owner.UserID, AllOrgs: true, DefaultOrgID: owner.OrgID}}
+	h := &harness{st: st, dbPath: dbPath, svc: svc, rt: rt, box: box, actor: core.Actor{UserID: owner.UserID, AllOrgs: true, DefaultOrgID: owner.OrgID}}
 	repo := "/srv/repo"
 	h.agent, err = svc.CreateAgent(context.Background(), h.actor, core.CreateAgentInput{AgentFields: core.AgentFields{DefaultRepoURL: &repo, Preamble: ptr("Be brief.")}})
 	if err != nil {

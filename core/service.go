@@ -813,7 +813,11 @@ func (s *Service) Archive(ctx context.Context, a Actor, id string) (ArchiveResul
 		return ArchiveResult{}, err
 	}
 	defer s.holdKey(ss)()
-	if rt := s.cfg.Runtimes[ss.Runtime]; rt != nil {
+	rt := s.cfg.Runtimes[ss.Runtime]
+	if _, local := rt.(WorkspaceHolder); local {
+		return s.archiveThenRelease(ctx, a, id, rt)
+	}
+	if rt != nil {
 		if err := rt.Archive(ctx, ss); err != nil {
 			var e *Error
 			if errors.As(err, &e) {
@@ -828,6 +832,30 @@ func (s *Service) Archive(ctx context.Context, a Actor, id string) (ArchiveResul
 	})
 	if err != nil && !errors.Is(err, errNoChange) {
 		return ArchiveResult{}, err
+	}
+	if err == nil {
+		s.kickForWebhook(ss)
+	}
+	return ArchiveResult{OK: true, Archived: true}, nil
+}
+
+// archiveThenRelease archives a session whose runtime keeps a workspace:
+// the archive is committed first, so no follow-up can land between the
+// release and the record and find its workspace gone; then the workspace
+// goes. A release that fails is logged (the workspace then stays on disk;
+// nothing retries it yet).
+func (s *Service) archiveThenRelease(ctx context.Context, a Actor, id string, rt Runtime) (ArchiveResult, error) {
+	err := s.update(ctx, a, id, func(cur Session, _ []Message) (Change, error) {
+		return decideArchive(cur, s.cfg.Clock.Now())
+	})
+	if err != nil && !errors.Is(err, errNoChange) {
+		return ArchiveResult{}, err
+	}
+	ss, rerr := s.cfg.Store.GetSession(ctx, id)
+	if rerr == nil {
+		if aerr := rt.Archive(ctx, ss); aerr != nil {
+			s.cfg.Logger.WarnContext(ctx, "releasing an archived session's workspace failed; it stays on disk", "session", id, "err", aerr)
+		}
 	}
 	if err == nil {
 		s.kickForWebhook(ss)

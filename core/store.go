@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 )
 
@@ -54,7 +55,15 @@ type Store interface {
 	// HasPendingDeliveries reports whether any status webhook still waits to be
 	// sent, so a runner neither idles out nor stays away while one does.
 	HasPendingDeliveries(ctx context.Context) (bool, error)
+	// Scrub makes bytes that committed changes wiped unrecoverable from
+	// disk (a WAL checkpoint); it fails while a reader holds the WAL.
+	Scrub(ctx context.Context) error
 }
+
+// ErrScrubPending is returned by Apply for a Change with Scrub that was
+// committed but whose wiped bytes may still be on disk (a reader held the
+// WAL): a success for the caller; the runner scrubs again later.
+var ErrScrubPending = errors.New("committed; wiped bytes not yet scrubbed from disk")
 
 // SessionFilter selects sessions. Zero fields do not filter.
 type SessionFilter struct {

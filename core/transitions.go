@@ -282,9 +282,10 @@ func applyDecision(ctx context.Context, st Store, read func(context.Context) (Se
 		}
 		if _, err := st.Apply(ctx, ch); errors.Is(err, ErrConflict) {
 			continue
-		} else if err != nil {
+		} else if err != nil && !errors.Is(err, ErrScrubPending) {
 			return ch, err
 		}
+		// Committed (a pending scrub is the runner's to finish).
 		return ch, nil
 	}
 	return Change{}, fmt.Errorf("too many concurrent changes to one session")

@@ -171,11 +171,18 @@ func (s *Store) Apply(ctx context.Context, c core.Change) ([]core.Event, error) 
 	}
 	if c.Scrub {
 		if err := s.checkpoint(ctx); err != nil {
-			return out, wrap("apply to session "+sess.ID+": committed, but scrub", err)
+			// Committed: the caller must not report a failure. The runner
+			// checkpoints again (Scrub) until no reader holds the WAL.
+			return out, fmt.Errorf("%w: session %s: %v", core.ErrScrubPending, sess.ID, err)
 		}
 	}
 	return out, nil
 }
+
+// Scrub checkpoints the WAL into the database file and truncates it, so bytes
+// a committed change wiped (an archived session's key) leave the disk; it
+// fails while a reader holds the WAL, and is tried again later.
+func (s *Store) Scrub(ctx context.Context) error { return s.checkpoint(ctx) }
 
 // checkpoint copies the WAL into the database file and truncates it, so pages
 // that held wiped data exist only in their secure_delete-zeroed form.

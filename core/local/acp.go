@@ -513,7 +513,8 @@ type permissionPayload struct {
 // RequestPermission answers by the run's policy and logs the decision
 // (acp.Client).
 func (a *acpRun) RequestPermission(_ context.Context, p acp.RequestPermissionRequest) (acp.RequestPermissionResponse, error) {
-	a.flush()
+	// No flush: a request is handled as it arrives and may overtake
+	// notifications still queued, whose chunks would then be split.
 	tc := p.ToolCall
 	title := ""
 	if tc.Title != nil {
