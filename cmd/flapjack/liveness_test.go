@@ -88,3 +88,25 @@ func TestShortTTLExpiresWithNothingElseRunning(t *testing.T) {
 		t.Errorf("8 s after a 3 s TTL the session is %q, want expired", st.Status)
 	}
 }
+
+// TestMalformedSettingsAreUsageErrors: a malformed duration in the
+// environment is a usage error (exit 2) naming the variable, never a silent
+// default.
+func TestMalformedSettingsAreUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		env  string
+		args []string
+	}{
+		{"FLAPJACK_RUNNER_IDLE_TIMEOUT=5", []string{"runner"}},
+		{"FLAPJACK_SSE_HEARTBEAT=abc", []string{"serve", "--addr", "127.0.0.1:0"}},
+		{"FLAPJACK_WORKSPACE_TTL=forever", []string{"agents", "list"}},
+		{"FLAPJACK_MAX_CONCURRENT_RUNS=many", []string{"agents", "list"}},
+	} {
+		c := newCLI(t, tc.env)
+		r := c.run("", tc.args...)
+		name, _, _ := strings.Cut(tc.env, "=")
+		if r.code != 2 || !strings.Contains(r.stderr, name) {
+			t.Errorf("%s %v: exit %d, stderr %q; want 2 naming %s", tc.env, tc.args, r.code, r.stderr, name)
+		}
+	}
+}

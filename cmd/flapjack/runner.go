@@ -113,13 +113,14 @@ each message in order and records events. MCP and CLI processes start one
 detached when they need it; run it yourself to watch its log.`,
 		Example: "  flapjack runner\n  flapjack runner --idle-timeout 5m",
 		Args:    usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runRunner(cmd.Context(), g, idle)
-		},
 	}
-	def, err := time.ParseDuration(envOr("FLAPJACK_RUNNER_IDLE_TIMEOUT", "0s"))
-	if err != nil {
-		def = 0
+	def, envErr := time.ParseDuration(envOr("FLAPJACK_RUNNER_IDLE_TIMEOUT", "0s"))
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if envErr != nil {
+			// A malformed setting is an error, never a silent default.
+			return usageError{fmt.Errorf("FLAPJACK_RUNNER_IDLE_TIMEOUT: %w", envErr)}
+		}
+		return runRunner(cmd.Context(), g, idle)
 	}
 	cmd.Flags().DurationVar(&idle, "idle-timeout", def, "exit after this long with no active session; 0 runs until stopped (env FLAPJACK_RUNNER_IDLE_TIMEOUT)")
 	cmd.AddCommand(newRunnerStatusCmd(g))

@@ -71,12 +71,21 @@ close, then the runner hands its sessions over.`,
 		{&c.shutdownTimeout, "shutdown-timeout", "FLAPJACK_SHUTDOWN_TIMEOUT", "30s", "how long requests in flight may take to finish on shutdown"},
 		{&c.heartbeat, "sse-heartbeat", "FLAPJACK_SSE_HEARTBEAT", "15s", "interval of comment lines on quiet event streams"},
 	}
+	var envErrs []error
 	for _, d := range durations {
 		def, err := time.ParseDuration(envOr(d.env, d.def))
 		if err != nil || def <= 0 {
+			// A malformed setting is an error, never a silent default.
+			if err == nil {
+				err = errors.New("must be positive")
+			}
+			envErrs = append(envErrs, fmt.Errorf("%s=%q: %w", d.env, os.Getenv(d.env), err))
 			def, _ = time.ParseDuration(d.def)
 		}
 		f.DurationVar(d.p, d.name, def, fmt.Sprintf("%s (env %s)", d.usage, d.env))
+	}
+	if run := cmd.RunE; run != nil && len(envErrs) > 0 {
+		cmd.RunE = func(c *cobra.Command, args []string) error { return usageError{errors.Join(envErrs...)} }
 	}
 	return cmd
 }
