@@ -107,6 +107,19 @@ type CodeAgent struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
+// UpstreamCall is the journal entry of a call that creates something
+// upstream (a Cursor agent or run) for a session's message. It is saved before
+// the call is made and completed with the call's result (AgentID, RunID), so a
+// runner that died during the call lets the next one find what it created
+// instead of creating it twice. It is removed once the run is recorded.
+type UpstreamCall struct {
+	SessionID string
+	MessageID string
+	StartedAt time.Time
+	AgentID   string
+	RunID     string
+}
+
 // Session is one execution of a template against a repository. It snapshots the
 // settings it started with, so editing or deleting its template never changes it.
 type Session struct {

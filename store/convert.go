@@ -112,3 +112,11 @@ func placeholders(n int) string {
 	}
 	return string(b)
 }
+
+// nullIfEmpty stores "" as NULL.
+func nullIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}

@@ -84,6 +84,12 @@ func (a *app) init(ctx context.Context, g *globals, kick func()) error {
 	}
 	g.redactor.Add(base64.StdEncoding.EncodeToString(master))
 	a.redactor = g.redactor
+	// Earlier versions journaled the cloud calls in flight as files.
+	if n, err := cloud.ImportJournalDir(ctx, filepath.Join(a.dataDir, "cloud"), a.store); err != nil {
+		g.logger.Warn("moving the cloud call journal into the database", "err", err)
+	} else if n > 0 {
+		g.logger.Info("moved the cloud call journal into the database", "entries", n)
+	}
 	a.runtimes, err = buildRuntimes(g, a.dataDir, a.box, a.store)
 	if err != nil {
 		return err
@@ -111,7 +117,7 @@ func (a *app) Close() error { return a.store.Close() }
 // buildRuntimes configures the runtimes from the environment. The cloud
 // runtime needs the box (Cancel and Archive open a session's key outside the
 // runner) and reads sessions during crash recovery.
-func buildRuntimes(g *globals, dataDir string, box *core.Box, sessions cloud.SessionReader) (map[string]core.Runtime, error) {
+func buildRuntimes(g *globals, dataDir string, box *core.Box, sessions *store.Store) (map[string]core.Runtime, error) {
 	ls, err := readLocalSettings()
 	if err != nil {
 		return nil, usageError{err}
@@ -139,7 +145,7 @@ func buildRuntimes(g *globals, dataDir string, box *core.Box, sessions cloud.Ses
 	cr, err := cloud.New(cloud.Config{
 		BaseURL:  envOr("FLAPJACK_CURSOR_API_URL", cloud.DefaultBaseURL),
 		Box:      box,
-		StateDir: filepath.Join(dataDir, "cloud"),
+		Journal:  sessions,
 		Sessions: sessions,
 		Version:  version,
 		Logger:   g.logger,

@@ -82,7 +82,7 @@ func BenchmarkIngestRun(b *testing.B) {
 	if _, err := st.CreateSession(ctx, ss, msg, nil); err != nil {
 		b.Fatal(err)
 	}
-	rt, err := New(Config{BaseURL: srv.URL, Box: box, StateDir: filepath.Join(dir, "cloud")})
+	rt, err := New(Config{BaseURL: srv.URL, Box: box, Journal: st})
 	if err != nil {
 		b.Fatal(err)
 	}

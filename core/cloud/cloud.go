@@ -56,10 +56,9 @@ type Config struct {
 	// Box opens the sessions' sealed Cursor keys for Cancel and Archive, which
 	// run outside the runner. Required.
 	Box *core.Box
-	// StateDir keeps the journal of create calls in flight (<data-dir>/cloud),
-	// so a runner that died during one lets the next find what it created.
-	// Required.
-	StateDir string
+	// Journal keeps the create and follow-up calls in flight, so a runner
+	// that died during one lets the next find what it created. Required.
+	Journal Journal
 	// Sessions, optional but wired in production, lets crash recovery skip
 	// agents other sessions own and a waiting follow-up notice a cancel.
 	Sessions SessionReader
@@ -83,11 +82,10 @@ type Config struct {
 
 // Runtime runs sessions as Cursor cloud agents.
 type Runtime struct {
-	cfg     Config
-	log     *slog.Logger
-	clock   core.Clock
-	sleep   func(context.Context, time.Duration) error
-	journal journal
+	cfg   Config
+	log   *slog.Logger
+	clock core.Clock
+	sleep func(context.Context, time.Duration) error
 	// createMu is held shared by create calls and exclusively by crash
 	// recovery, so recovery never sees an agent whose create call is still in
 	// flight in this process (and not yet journaled) as a candidate.
@@ -104,8 +102,8 @@ func New(cfg Config) (*Runtime, error) {
 	if cfg.Box == nil {
 		return nil, errors.New("cloud runtime: a secrets box is required")
 	}
-	if cfg.StateDir == "" {
-		return nil, errors.New("cloud runtime: a state directory is required")
+	if cfg.Journal == nil {
+		return nil, errors.New("cloud runtime: a journal is required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -137,7 +135,7 @@ func New(cfg Config) (*Runtime, error) {
 	if cfg.MaxRetries == 0 {
 		cfg.MaxRetries = DefaultMaxRetries
 	}
-	return &Runtime{cfg: cfg, log: cfg.Logger, clock: cfg.Clock, sleep: cfg.Sleep, journal: journal{dir: cfg.StateDir}}, nil
+	return &Runtime{cfg: cfg, log: cfg.Logger, clock: cfg.Clock, sleep: cfg.Sleep}, nil
 }
 
 // Name returns "cloud".
@@ -236,7 +234,7 @@ func (r *Runtime) Cancel(ctx context.Context, s core.Session, markCancelled func
 // or archived is fine; a session whose key cannot be opened keeps its agent
 // upstream (with a warning) rather than never being archivable.
 func (r *Runtime) Archive(ctx context.Context, s core.Session) error {
-	if err := r.journal.removeSession(s.ID); err != nil {
+	if err := r.cfg.Journal.DeleteUpstreamCalls(ctx, s.ID); err != nil {
 		r.log.WarnContext(ctx, "archive: removing the create journal", "session", s.ID, "err", err)
 	}
 	if s.CursorAgentID == nil || *s.CursorAgentID == "" {

@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -541,8 +544,11 @@ func TestCrashBetweenCreateAndCommit(t *testing.T) {
 	if ss.Status != core.StatusCreating || ss.CursorAgentID != nil {
 		t.Fatalf("after the crash: session %s, agent %v; want creating without agent", ss.Status, ss.CursorAgentID)
 	}
-	if ent, ok, _ := (journal{dir: e.stateDir}).load(st.SessionID, st.MessageID); !ok || ent.AgentID != "" {
+	if ent, ok := e.loadCall(st.SessionID, st.MessageID); !ok || ent.AgentID != "" {
 		t.Fatalf("journal entry %+v (found %v), want one without result", ent, ok)
+	}
+	if _, err := os.Stat(filepath.Join(e.dataDir, "cloud")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a journal directory beside the database (%v): the journal belongs in the database", err)
 	}
 
 	e.startRunner()
@@ -559,7 +565,7 @@ func TestCrashBetweenCreateAndCommit(t *testing.T) {
 	if diff := cmp.Diff([]string{"pending", "creating", "running", "finished"}, statuses(e.log(st.SessionID))); diff != "" {
 		t.Errorf("statuses (-want +got):\n%s", diff)
 	}
-	if _, ok, _ := (journal{dir: e.stateDir}).load(st.SessionID, st.MessageID); ok {
+	if _, ok := e.loadCall(st.SessionID, st.MessageID); ok {
 		t.Error("the journal entry outlived the run's start")
 	}
 }
@@ -571,9 +577,7 @@ func TestRecoveryThatCannotDecideFails(t *testing.T) {
 	e := newEnv(t, "empty")
 	st := e.start("Go")
 	now := time.Now().UTC()
-	if err := (journal{dir: e.stateDir}).save(journalEntry{SessionID: st.SessionID, MessageID: st.MessageID, StartedAt: now}); err != nil {
-		t.Fatal(err)
-	}
+	e.saveCall(core.UpstreamCall{SessionID: st.SessionID, MessageID: st.MessageID, StartedAt: now})
 	a1 := e.fake.addAgent(now.Add(time.Second), testRepo, true, true, SessionBranch(st.SessionID))
 	a2 := e.fake.addAgent(now.Add(2*time.Second), testRepo+".git", true, true, SessionBranch(st.SessionID))
 	e.startRunner()

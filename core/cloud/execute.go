@@ -40,7 +40,7 @@ func (r *Runtime) Execute(ctx context.Context, spec core.RunSpec, sink core.RunS
 		return failed(errNoKey), nil
 	}
 	// The runner has recorded the run: its journal entry has done its job.
-	if err := r.journal.remove(spec.Session.ID, spec.Message.ID); err != nil {
+	if err := r.cfg.Journal.DeleteUpstreamCall(ctx, spec.Session.ID, spec.Message.ID); err != nil {
 		r.log.WarnContext(ctx, "removing a create journal entry", "session", spec.Session.ID, "err", err)
 	}
 	f := &follower{

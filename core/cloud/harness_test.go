@@ -36,15 +36,15 @@ func (s *sleeper) waits() []time.Duration {
 // env is a data directory with a real store, a service and the cloud runtime
 // against a fake Cursor API.
 type env struct {
-	t        *testing.T
-	fake     *fakeCursor
-	st       *store.Store
-	box      *core.Box
-	svc      *core.Service
-	sleeper  *sleeper
-	stateDir string
-	actor    core.Actor
-	agent    core.CodeAgent
+	t       *testing.T
+	fake    *fakeCursor
+	st      *store.Store
+	box     *core.Box
+	svc     *core.Service
+	sleeper *sleeper
+	dataDir string
+	actor   core.Actor
+	agent   core.CodeAgent
 	// tweak adjusts every runtime's config.
 	tweak func(*Config)
 }
@@ -69,7 +69,7 @@ func newEnv(t *testing.T, scenario string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, fake: newFake(t, scenario), st: st, box: box, sleeper: &sleeper{}, stateDir: filepath.Join(dir, "cloud"),
+	e := &env{t: t, fake: newFake(t, scenario), st: st, box: box, sleeper: &sleeper{}, dataDir: dir,
 		actor: core.Actor{UserID: owner.UserID, AllOrgs: true, DefaultOrgID: owner.OrgID}}
 	e.svc = core.NewService(core.ServiceConfig{Store: st, Box: box, Runtimes: map[string]core.Runtime{core.RuntimeCloud: e.runtime()}, DefaultRuntime: core.RuntimeCloud})
 	repo := testRepo
@@ -89,7 +89,7 @@ func ptr[T any](v T) *T { return &v }
 // new process would have.
 func (e *env) runtime() *Runtime {
 	e.t.Helper()
-	cfg := Config{BaseURL: e.fake.URL(), Box: e.box, StateDir: e.stateDir, Sessions: e.st, Version: "1.2.3",
+	cfg := Config{BaseURL: e.fake.URL(), Box: e.box, Journal: e.st, Sessions: e.st, Version: "1.2.3",
 		Sleep: e.sleeper.sleep, CancelGrace: 10 * time.Millisecond}
 	if e.tweak != nil {
 		e.tweak(&cfg)

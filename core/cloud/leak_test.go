@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -141,7 +140,7 @@ func TestHostileUpstreamNeverLeaksTheKey(t *testing.T) {
 			check("after archive")
 			leaks = append(leaks, coretest.FindLeaks("log", logs.Bytes(), fakeKey)...)
 			e.st.Close()
-			fileLeaks, n, err := coretest.FindLeaksInDir(filepath.Dir(e.stateDir), fakeKey)
+			fileLeaks, n, err := coretest.FindLeaksInDir(e.dataDir, fakeKey)
 			if err != nil || n == 0 {
 				t.Fatalf("scanning the data directory: %d files, %v", n, err)
 			}

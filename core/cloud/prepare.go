@@ -35,7 +35,7 @@ func (r *Runtime) Prepare(ctx context.Context, spec core.RunSpec) (core.RunStart
 		return core.RunStart{}, errors.New(errNoKey)
 	}
 	c := r.client(spec.CursorAPIKey)
-	e, found, err := r.journal.load(spec.Session.ID, spec.Message.ID)
+	e, found, err := r.cfg.Journal.GetUpstreamCall(ctx, spec.Session.ID, spec.Message.ID)
 	if err != nil {
 		return core.RunStart{}, err
 	}
@@ -98,7 +98,7 @@ func waitAfter(err error, attempt int) time.Duration {
 
 // prepareCreate creates the session's agent. A create call in flight when the
 // last runner stopped (journaled, without result) is looked for first.
-func (r *Runtime) prepareCreate(ctx context.Context, c *Client, spec core.RunSpec, e journalEntry, found bool) (core.RunStart, error) {
+func (r *Runtime) prepareCreate(ctx context.Context, c *Client, spec core.RunSpec, e core.UpstreamCall, found bool) (core.RunStart, error) {
 	if found {
 		start, ok, err := r.recoverCreate(ctx, c, spec, e.StartedAt)
 		if err != nil {
@@ -111,8 +111,8 @@ func (r *Runtime) prepareCreate(ctx context.Context, c *Client, spec core.RunSpe
 	}
 	req := createRequest(spec)
 	for attempt := 0; ; attempt++ {
-		e = journalEntry{SessionID: spec.Session.ID, MessageID: spec.Message.ID, StartedAt: r.clock.Now()}
-		if err := r.journal.save(e); err != nil {
+		e = core.UpstreamCall{SessionID: spec.Session.ID, MessageID: spec.Message.ID, StartedAt: r.clock.Now()}
+		if err := r.cfg.Journal.SaveUpstreamCall(ctx, e); err != nil {
 			return core.RunStart{}, fmt.Errorf("recording the create call: %w", err)
 		}
 		start, err := r.tryCreate(ctx, c, req, e)
@@ -154,7 +154,7 @@ func (r *Runtime) prepareCreate(ctx context.Context, c *Client, spec core.RunSpe
 // tryCreate makes one create call and journals its result. It holds
 // createMu shared from the call until the result is journaled, so a recovery
 // (exclusive) never runs while an agent of ours may exist unjournaled.
-func (r *Runtime) tryCreate(ctx context.Context, c *Client, req CreateAgentRequest, e journalEntry) (core.RunStart, error) {
+func (r *Runtime) tryCreate(ctx context.Context, c *Client, req CreateAgentRequest, e core.UpstreamCall) (core.RunStart, error) {
 	r.createMu.RLock()
 	defer r.createMu.RUnlock()
 	resp, err := c.CreateAgent(ctx, req)
@@ -168,19 +168,20 @@ func (r *Runtime) tryCreate(ctx context.Context, c *Client, req CreateAgentReque
 	return start, r.record(ctx, e, start)
 }
 
-// record journals a call's result; failing that is only logged, because the
-// runner records the same result next and recovery can still find it.
-func (r *Runtime) record(ctx context.Context, e journalEntry, start core.RunStart) error {
+// record journals a call's result, even when ctx has just ended (the call
+// was made); failing that is only logged, because the runner records the same
+// result next and recovery can still find it.
+func (r *Runtime) record(ctx context.Context, e core.UpstreamCall, start core.RunStart) error {
 	e.AgentID, e.RunID = start.CursorAgentID, start.RunID
-	if err := r.journal.save(e); err != nil {
+	if err := r.cfg.Journal.SaveUpstreamCall(context.WithoutCancel(ctx), e); err != nil {
 		r.log.WarnContext(ctx, "recording the run in the create journal", "session", e.SessionID, "err", err)
 	}
 	return nil
 }
 
 // forget drops a journal entry of a call that certainly did nothing.
-func (r *Runtime) forget(ctx context.Context, e journalEntry) {
-	if err := r.journal.remove(e.SessionID, e.MessageID); err != nil {
+func (r *Runtime) forget(ctx context.Context, e core.UpstreamCall) {
+	if err := r.cfg.Journal.DeleteUpstreamCall(context.WithoutCancel(ctx), e.SessionID, e.MessageID); err != nil {
 		r.log.WarnContext(ctx, "removing a create journal entry", "session", e.SessionID, "err", err)
 	}
 }
@@ -255,7 +256,7 @@ func (r *Runtime) recoverCreate(ctx context.Context, c *Client, spec core.RunSpe
 // the journal, or (with Config.Sessions) recorded on a session.
 func (r *Runtime) takenAgents(ctx context.Context, spec core.RunSpec) (map[string]bool, error) {
 	taken := map[string]bool{}
-	entries, err := r.journal.all()
+	entries, err := r.cfg.Journal.ListUpstreamCalls(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -287,14 +288,14 @@ func SessionBranch(sessionID string) string { return "flapjack/" + sessionID }
 // allows; it never reaches the user. After a call whose outcome is unknown
 // (a crash, a 5xx, a lost connection) the agent's latest run is checked before
 // the call is repeated.
-func (r *Runtime) prepareFollowUp(ctx context.Context, c *Client, spec core.RunSpec, e journalEntry, found bool) (core.RunStart, error) {
+func (r *Runtime) prepareFollowUp(ctx context.Context, c *Client, spec core.RunSpec, e core.UpstreamCall, found bool) (core.RunStart, error) {
 	agentID := *spec.Session.CursorAgentID
 	prevRun := ""
 	if spec.Session.LatestRunID != nil {
 		prevRun = *spec.Session.LatestRunID
 	}
 	if !found {
-		e = journalEntry{SessionID: spec.Session.ID, MessageID: spec.Message.ID, AgentID: agentID, StartedAt: r.clock.Now()}
+		e = core.UpstreamCall{SessionID: spec.Session.ID, MessageID: spec.Message.ID, AgentID: agentID, StartedAt: r.clock.Now()}
 	}
 	uncertain := found
 	req := CreateRunRequest{Prompt: Prompt{Text: spec.Prompt}}
@@ -320,7 +321,7 @@ func (r *Runtime) prepareFollowUp(ctx context.Context, c *Client, spec core.RunS
 				continue
 			}
 		}
-		if err := r.journal.save(e); err != nil {
+		if err := r.cfg.Journal.SaveUpstreamCall(ctx, e); err != nil {
 			return core.RunStart{}, fmt.Errorf("recording the follow-up call: %w", err)
 		}
 		run, err := c.CreateRun(ctx, agentID, req)
@@ -396,144 +397,59 @@ func (r *Runtime) recoverRun(ctx context.Context, c *Client, agentID, prevRun st
 
 // ---- Journal ----
 
-// journal keeps one small file per create or follow-up call in flight, written
-// (and synced) before the call is made and completed with its result, under
-// <state-dir>/<session>.<message>.json. Execute removes it once the runner has
-// recorded the run; Archive removes what is left of the session's.
-type journal struct{ dir string }
-
-type journalEntry struct {
-	SessionID string    `json:"session_id"`
-	MessageID string    `json:"message_id"`
-	StartedAt time.Time `json:"started_at"`
-	AgentID   string    `json:"agent_id,omitempty"`
-	RunID     string    `json:"run_id,omitempty"`
+// Journal keeps the upstream calls in flight (core.UpstreamCall) in the
+// database, so they share its durability and backups; store.Store
+// satisfies it. An entry is saved before a create or follow-up call is made
+// and completed with its result; Execute removes it once the runner has
+// recorded the run, Archive what is left of the session's.
+type Journal interface {
+	SaveUpstreamCall(ctx context.Context, c core.UpstreamCall) error
+	GetUpstreamCall(ctx context.Context, sessionID, messageID string) (core.UpstreamCall, bool, error)
+	ListUpstreamCalls(ctx context.Context) ([]core.UpstreamCall, error)
+	DeleteUpstreamCall(ctx context.Context, sessionID, messageID string) error
+	DeleteUpstreamCalls(ctx context.Context, sessionID string) error
 }
 
-// plainID reports whether an id is safe as a file name component.
-func plainID(s string) bool {
-	if s == "" || len(s) > 128 || s[0] == '-' || s[0] == '.' {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
-
-func (j journal) path(sessionID, messageID string) (string, error) {
-	if !plainID(sessionID) || !plainID(messageID) {
-		return "", fmt.Errorf("invalid session or message id %q, %q", sessionID, messageID)
-	}
-	return filepath.Join(j.dir, sessionID+"."+messageID+".json"), nil
-}
-
-func (j journal) load(sessionID, messageID string) (journalEntry, bool, error) {
-	p, err := j.path(sessionID, messageID)
+// ImportJournalDir moves the entries an older flapjack kept as files under
+// dir (<data-dir>/cloud/<session>.<message>.json) into j, and removes each
+// file once its entry is saved, then dir when it is empty. A missing dir is
+// nothing to do; an unreadable file is left where it is and reported.
+func ImportJournalDir(ctx context.Context, dir string, j Journal) (int, error) {
+	matches, err := filepath.Glob(filepath.Join(dir, "*.json"))
 	if err != nil {
-		return journalEntry{}, false, err
+		return 0, err
 	}
-	raw, err := os.ReadFile(p)
-	if errors.Is(err, os.ErrNotExist) {
-		return journalEntry{}, false, nil
-	}
-	if err != nil {
-		return journalEntry{}, false, fmt.Errorf("reading the create journal: %w", err)
-	}
-	var e journalEntry
-	if err := json.Unmarshal(raw, &e); err != nil {
-		return journalEntry{}, false, fmt.Errorf("reading the create journal %s: %w", filepath.Base(p), err)
-	}
-	return e, true, nil
-}
-
-// save writes the entry durably: a synced temporary file renamed into place,
-// then the directory synced, so a crash leaves the old entry or the new one.
-func (j journal) save(e journalEntry) error {
-	p, err := j.path(e.SessionID, e.MessageID)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(j.dir, 0o700); err != nil {
-		return err
-	}
-	raw, err := json.Marshal(e)
-	if err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(j.dir, ".journal-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(raw); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), p); err != nil {
-		return err
-	}
-	d, err := os.Open(j.dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
-func (j journal) remove(sessionID, messageID string) error {
-	p, err := j.path(sessionID, messageID)
-	if err != nil {
-		return err
-	}
-	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	return nil
-}
-
-func (j journal) removeSession(sessionID string) error {
-	if !plainID(sessionID) {
-		return fmt.Errorf("invalid session id %q", sessionID)
-	}
-	matches, err := filepath.Glob(filepath.Join(j.dir, sessionID+".*.json"))
-	if err != nil {
-		return err
-	}
+	n := 0
 	var errs []error
 	for _, m := range matches {
-		if err := os.Remove(m); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
+		var e struct {
+			SessionID string    `json:"session_id"`
+			MessageID string    `json:"message_id"`
+			StartedAt time.Time `json:"started_at"`
+			AgentID   string    `json:"agent_id"`
+			RunID     string    `json:"run_id"`
 		}
-	}
-	return errors.Join(errs...)
-}
-
-// all reads every entry; unreadable ones are skipped.
-func (j journal) all() ([]journalEntry, error) {
-	matches, err := filepath.Glob(filepath.Join(j.dir, "*.json"))
-	if err != nil {
-		return nil, err
-	}
-	var out []journalEntry
-	for _, m := range matches {
 		raw, err := os.ReadFile(m)
-		if err != nil {
-			continue
+		if err == nil {
+			err = json.Unmarshal(raw, &e)
 		}
-		var e journalEntry
-		if json.Unmarshal(raw, &e) == nil {
-			out = append(out, e)
+		if err == nil && (e.SessionID == "" || e.MessageID == "") {
+			err = errors.New("no session or message id")
+		}
+		if err == nil {
+			err = j.SaveUpstreamCall(ctx, core.UpstreamCall{SessionID: e.SessionID, MessageID: e.MessageID,
+				StartedAt: e.StartedAt, AgentID: e.AgentID, RunID: e.RunID})
+		}
+		if err == nil {
+			err = os.Remove(m)
+			n++
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("importing the create journal entry %s: %w", filepath.Base(m), err))
 		}
 	}
-	return out, nil
+	if len(errs) == 0 {
+		_ = os.Remove(dir) // removes only an empty directory: one holding anything else stays
+	}
+	return n, errors.Join(errs...)
 }

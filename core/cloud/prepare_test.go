@@ -3,6 +3,9 @@ package cloud
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -47,7 +50,22 @@ func (e *env) setUpstream(sessionID, agentID, runID string) {
 	}
 }
 
-func (e *env) journal() journal { return journal{dir: e.stateDir} }
+// saveCall and loadCall write and read the journal as a runner would.
+func (e *env) saveCall(c core.UpstreamCall) {
+	e.t.Helper()
+	if err := e.st.SaveUpstreamCall(context.Background(), c); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) loadCall(sessionID, messageID string) (core.UpstreamCall, bool) {
+	e.t.Helper()
+	c, ok, err := e.st.GetUpstreamCall(context.Background(), sessionID, messageID)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c, ok
+}
 
 // TestPrepareReusesJournaledResult: a create call whose result was journaled
 // but never recorded by the runner is answered from the journal, without
@@ -55,7 +73,7 @@ func (e *env) journal() journal { return journal{dir: e.stateDir} }
 func TestPrepareReusesJournaledResult(t *testing.T) {
 	e := newEnv(t, "empty")
 	st := e.start("Go")
-	e.journal().save(journalEntry{SessionID: st.SessionID, MessageID: st.MessageID, StartedAt: time.Now(), AgentID: "bc-1", RunID: "run-1"})
+	e.saveCall(core.UpstreamCall{SessionID: st.SessionID, MessageID: st.MessageID, StartedAt: time.Now(), AgentID: "bc-1", RunID: "run-1"})
 	got, err := e.runtime().Prepare(context.Background(), e.spec(st.SessionID, st.MessageID))
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +100,7 @@ func TestRecoveryPicksTheOnlyPossibleAgent(t *testing.T) {
 	e.fake.addAgent(now.Add(time.Second), testRepo, true, true, SessionBranch(other.SessionID)) // another session's
 	ours := e.fake.addAgent(now.Add(2*time.Second), "git@github.com:acme/app.git", true, true, SessionBranch(st.SessionID))
 	_, oursRun := e.fake.agentInfo(3)
-	e.journal().save(journalEntry{SessionID: st.SessionID, MessageID: st.MessageID, StartedAt: now})
+	e.saveCall(core.UpstreamCall{SessionID: st.SessionID, MessageID: st.MessageID, StartedAt: now})
 
 	got, err := e.runtime().Prepare(context.Background(), e.spec(st.SessionID, st.MessageID))
 	if err != nil {
@@ -94,7 +112,7 @@ func TestRecoveryPicksTheOnlyPossibleAgent(t *testing.T) {
 	if n := len(e.fake.requestsTo(routeCreate)); n != 0 {
 		t.Errorf("%d create calls, want 0", n)
 	}
-	if ent, _, _ := e.journal().load(st.SessionID, st.MessageID); ent.AgentID != ours || ent.RunID != oursRun {
+	if ent, _ := e.loadCall(st.SessionID, st.MessageID); ent.AgentID != ours || ent.RunID != oursRun {
 		t.Errorf("journal after recovery %+v", ent)
 	}
 }
@@ -107,7 +125,7 @@ func TestRecoveryNeverAdoptsTheUsersAgent(t *testing.T) {
 	st := e.start("Go")
 	now := time.Now().UTC()
 	users := e.fake.addAgent(now.Add(time.Second), testRepo, true, true, "")
-	e.journal().save(journalEntry{SessionID: st.SessionID, MessageID: st.MessageID, StartedAt: now})
+	e.saveCall(core.UpstreamCall{SessionID: st.SessionID, MessageID: st.MessageID, StartedAt: now})
 	got, err := e.runtime().Prepare(context.Background(), e.spec(st.SessionID, st.MessageID))
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +144,7 @@ func TestRecoveryNeverAdoptsTheUsersAgent(t *testing.T) {
 func TestRecoveryFindingNothingCreates(t *testing.T) {
 	e := newEnv(t, "empty")
 	st := e.start("Go")
-	e.journal().save(journalEntry{SessionID: st.SessionID, MessageID: st.MessageID, StartedAt: time.Now()})
+	e.saveCall(core.UpstreamCall{SessionID: st.SessionID, MessageID: st.MessageID, StartedAt: time.Now()})
 	got, err := e.runtime().Prepare(context.Background(), e.spec(st.SessionID, st.MessageID))
 	if err != nil {
 		t.Fatal(err)
@@ -176,7 +194,7 @@ func TestCreateRefusedKeepsCursorsError(t *testing.T) {
 	if n := len(e.fake.allRequests()); n != 1 {
 		t.Errorf("%d calls, want 1", n)
 	}
-	if _, ok, _ := e.journal().load(st.SessionID, st.MessageID); ok {
+	if _, ok := e.loadCall(st.SessionID, st.MessageID); ok {
 		t.Error("journal entry left for a create that certainly did nothing")
 	}
 	if err != nil && strings.Contains(err.Error(), fakeKey) {
@@ -205,7 +223,7 @@ func followUpEnv(t *testing.T) (e *env, sessionID, messageID, agent, r1 string) 
 func TestFollowUpRecoveredAfterCrash(t *testing.T) {
 	e, sid, mid, agent, _ := followUpEnv(t)
 	now := time.Now().UTC()
-	e.journal().save(journalEntry{SessionID: sid, MessageID: mid, AgentID: agent, StartedAt: now})
+	e.saveCall(core.UpstreamCall{SessionID: sid, MessageID: mid, AgentID: agent, StartedAt: now})
 	r2 := e.fake.addRun(agent, now.Add(time.Second), RunRunning)
 	got, err := e.runtime().Prepare(context.Background(), e.spec(sid, mid))
 	if err != nil {
@@ -298,5 +316,60 @@ func TestBusyFollowUpStopsWhenCancelled(t *testing.T) {
 	}
 	if n := len(e.fake.requestsTo(routeRuns)); n != 1 {
 		t.Errorf("%d follow-up calls, want 1 (the busy one)", n)
+	}
+}
+
+// TestImportJournalDir: the call journal an older flapjack kept as files
+// moves into the database, so a create in flight across the upgrade is still
+// recovered rather than repeated; a damaged file stays where it is, named in
+// the error, and nothing else is lost.
+func TestImportJournalDir(t *testing.T) {
+	e := newEnv(t, "empty")
+	ctx := context.Background()
+	dir := filepath.Join(e.dataDir, "cloud")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	started := time.Date(2026, 5, 6, 12, 0, 0, 123e6, time.UTC)
+	write := func(name, body string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("ses_a.msg_1.json", `{"session_id":"ses_a","message_id":"msg_1","started_at":"2026-05-06T12:00:00.123Z"}`)
+	write("ses_b.msg_2.json", `{"session_id":"ses_b","message_id":"msg_2","started_at":"2026-05-06T12:00:00.123Z","agent_id":"bc-2","run_id":"run-2"}`)
+	write("ses_c.msg_3.json", `{"session_id":`)
+
+	n, err := ImportJournalDir(ctx, dir, e.st)
+	if n != 2 || err == nil || !strings.Contains(err.Error(), "ses_c.msg_3.json") {
+		t.Fatalf("import = %d, %v; want 2 and an error naming the damaged file", n, err)
+	}
+	got, err := e.st.ListUpstreamCalls(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []core.UpstreamCall{
+		{SessionID: "ses_a", MessageID: "msg_1", StartedAt: started},
+		{SessionID: "ses_b", MessageID: "msg_2", StartedAt: started, AgentID: "bc-2", RunID: "run-2"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("journal after import (-want +got):\n%s", diff)
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	if diff := cmp.Diff([]string{filepath.Join(dir, "ses_c.msg_3.json")}, left); diff != "" {
+		t.Errorf("files left (-want +got):\n%s", diff)
+	}
+
+	// Once the damaged file is dealt with, the directory goes too.
+	os.Remove(filepath.Join(dir, "ses_c.msg_3.json"))
+	if n, err := ImportJournalDir(ctx, dir, e.st); n != 0 || err != nil {
+		t.Errorf("second import = %d, %v", n, err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the empty journal directory stayed: %v", err)
+	}
+	// A data directory that never had one is nothing to do.
+	if n, err := ImportJournalDir(ctx, dir, e.st); n != 0 || err != nil {
+		t.Errorf("import without a directory = %d, %v", n, err)
 	}
 }
