@@ -4,28 +4,30 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"os"
+	"log/slog"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/flapjack-dev/flapjack/core"
 	"github.com/flapjack-dev/flapjack/core/cloud"
 	"github.com/flapjack-dev/flapjack/core/local"
+	"github.com/flapjack-dev/flapjack/core/webhook"
 	"github.com/flapjack-dev/flapjack/store"
 )
 
 // app is an opened data directory: database, secrets box, runtimes and service.
 type app struct {
 	dataDir  string
+	cfg      settings
 	store    *store.Store
 	box      *core.Box
 	owner    core.Owner
 	runtimes map[string]core.Runtime
-	// defaultRuntime runs templates that name none (FLAPJACK_RUNTIME, default cloud).
-	defaultRuntime string
-	svc            *core.Service
+	svc      *core.Service
 	// redactor is the process's (globals.redactor), shared by service and runner.
 	redactor *core.Redactor
+	logger   *slog.Logger
 }
 
 // ownerActor is the local owner: member of every org. MCP and local CLI act as it.
@@ -33,8 +35,14 @@ func (a *app) ownerActor() core.Actor {
 	return core.Actor{UserID: a.owner.UserID, AllOrgs: true, DefaultOrgID: a.owner.OrgID}
 }
 
-// openApp opens (creating on first use) the data directory.
+// openApp opens (creating on first use) the data directory with the
+// process's settings; kick is the Service's (nil: a runner needs none).
 func openApp(ctx context.Context, g *globals, kick func()) (*app, error) {
+	cfg, err := g.settings()
+	if err != nil {
+		return nil, err
+	}
+	announceWebhookPolicy(g, cfg)
 	tightened, err := core.PrepareDataDir(g.dataDir)
 	if err != nil {
 		return nil, err
@@ -46,109 +54,143 @@ func openApp(ctx context.Context, g *globals, kick func()) (*app, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening database: %w", err)
 	}
-	a := &app{dataDir: g.dataDir, store: st}
-	if err := a.init(ctx, g, kick); err != nil {
+	a := &app{dataDir: g.dataDir, cfg: cfg, store: st, redactor: g.redactor, logger: g.logger}
+	if err := a.init(ctx, kick); err != nil {
 		st.Close()
 		return nil, err
 	}
 	return a, nil
 }
 
-func (a *app) init(ctx context.Context, g *globals, kick func()) error {
+func (a *app) init(ctx context.Context, kick func()) error {
 	owner, err := a.store.EnsureOwner(ctx)
 	if err != nil {
 		return fmt.Errorf("initialising database: %w", err)
 	}
 	a.owner = owner
-	haveCipher, err := a.store.HasCiphertext(ctx)
+	box, master, err := openBox(ctx, a.dataDir, a.cfg, a.store)
 	if err != nil {
 		return err
 	}
-	master, err := core.LoadMasterKey(a.dataDir, os.Getenv("FLAPJACK_MASTER_KEY"), haveCipher)
-	if err != nil {
-		return err
-	}
-	if a.box, err = core.NewBox(master); err != nil {
-		return err
-	}
+	a.box = box
+	a.redactor.Add(base64.StdEncoding.EncodeToString(master))
 	stored, err := a.store.MasterKeyCheck(ctx, a.box.CheckValue())
 	if err != nil {
 		return err
 	}
 	if err := a.box.Verify(stored); err != nil {
 		source := filepath.Join(a.dataDir, core.MasterKeyFile)
-		if os.Getenv("FLAPJACK_MASTER_KEY") != "" {
+		if a.cfg.MasterKey != "" {
 			source = "FLAPJACK_MASTER_KEY"
 		}
 		return fmt.Errorf("%w (%s): every secret it sealed would fail to open; start with the key the database was made with", err, source)
 	}
-	g.redactor.Add(base64.StdEncoding.EncodeToString(master))
-	a.redactor = g.redactor
 	// Earlier versions journaled the cloud calls in flight as files.
 	if n, err := cloud.ImportJournalDir(ctx, filepath.Join(a.dataDir, "cloud"), a.store); err != nil {
-		g.logger.Warn("moving the cloud call journal into the database", "err", err)
+		a.logger.Warn("moving the cloud call journal into the database", "err", err)
 	} else if n > 0 {
-		g.logger.Info("moved the cloud call journal into the database", "entries", n)
+		a.logger.Info("moved the cloud call journal into the database", "entries", n)
 	}
-	a.runtimes, err = buildRuntimes(g, a.dataDir, a.box, a.store)
-	if err != nil {
+	if a.runtimes, err = buildRuntimes(a.cfg, a.dataDir, a.box, a.store, a.logger); err != nil {
 		return err
 	}
-	a.defaultRuntime = envOr("FLAPJACK_RUNTIME", core.RuntimeCloud)
-	if _, ok := a.runtimes[a.defaultRuntime]; !ok {
-		return usageError{fmt.Errorf("FLAPJACK_RUNTIME=%q: unknown runtime; available: %s", a.defaultRuntime, strings.Join(keys(a.runtimes), ", "))}
+	if _, ok := a.runtimes[a.cfg.Runtime]; !ok {
+		return usageError{fmt.Errorf("FLAPJACK_RUNTIME=%q: unknown runtime; available: %s", a.cfg.Runtime, strings.Join(keys(a.runtimes), ", "))}
 	}
-	a.svc = core.NewService(core.ServiceConfig{
-		Store:            a.store,
+	a.svc = a.newService(a.store, kick, a.logger)
+	return nil
+}
+
+// newService is the one place a Service is built: the MCP server and the
+// CLI use a.svc, serve one that reads through its cache.
+func (a *app) newService(st core.Store, kick func(), logger *slog.Logger) *core.Service {
+	return core.NewService(core.ServiceConfig{
+		Store:            st,
 		Box:              a.box,
 		Runtimes:         a.runtimes,
-		DefaultRuntime:   a.defaultRuntime,
-		DefaultCursorKey: os.Getenv("CURSOR_API_KEY"),
+		DefaultRuntime:   a.cfg.Runtime,
+		DefaultCursorKey: a.cfg.CursorKey,
 		Kick:             kick,
-		Logger:           g.logger,
-		Redactor:         g.redactor,
-		Webhooks:         loudWebhookPolicy(g),
+		Logger:           logger,
+		Redactor:         a.redactor,
+		Webhooks:         webhook.NewPolicy(a.cfg.WebhookAllowPrivate, nil),
 	})
-	return nil
+}
+
+// runRunner is the one place a runner and its webhook deliveries run: until
+// ctx ends or, with idle > 0, the runner idles out. The caller holds the
+// runner lock.
+func (a *app) runRunner(ctx context.Context, logger *slog.Logger, idle time.Duration) error {
+	r := core.NewRunner(core.RunnerConfig{
+		Store:        a.store,
+		Box:          a.box,
+		Runtimes:     a.runtimes,
+		Logger:       logger,
+		IdleTimeout:  idle,
+		Redactor:     a.redactor,
+		Limits:       map[string]core.RunLimits{core.RuntimeLocal: a.cfg.Limits},
+		WorkspaceTTL: a.cfg.WorkspaceTTL,
+	})
+	stopHooks := startDeliveries(a, logger)
+	defer stopHooks()
+	return r.Run(ctx)
+}
+
+// hasWork reports whether the data directory needs a runner.
+func (a *app) hasWork(ctx context.Context) (bool, error) {
+	return core.HasWork(ctx, a.store, a.cfg.WorkspaceTTL)
 }
 
 func (a *app) Close() error { return a.store.Close() }
 
-// buildRuntimes configures the runtimes from the environment. The cloud
-// runtime needs the box (Cancel and Archive open a session's key outside the
-// runner) and reads sessions during crash recovery.
-func buildRuntimes(g *globals, dataDir string, box *core.Box, sessions *store.Store) (map[string]core.Runtime, error) {
-	ls, err := readLocalSettings()
+// openBox loads the master key (FLAPJACK_MASTER_KEY or the key file, made on
+// first use unless sealed secrets exist) into a Box, and returns the key
+// too, for the redactor.
+func openBox(ctx context.Context, dataDir string, cfg settings, st interface {
+	HasCiphertext(context.Context) (bool, error)
+}) (*core.Box, []byte, error) {
+	haveCipher, err := st.HasCiphertext(ctx)
 	if err != nil {
-		return nil, usageError{err}
+		return nil, nil, err
 	}
+	master, err := core.LoadMasterKey(dataDir, cfg.MasterKey, haveCipher)
+	if err != nil {
+		return nil, nil, err
+	}
+	box, err := core.NewBox(master)
+	return box, master, err
+}
+
+// buildRuntimes configures the runtimes from the settings. The cloud
+// runtime needs the box (Cancel and Archive open a session's key outside the
+// runner) and reads sessions and its call journal from the store.
+func buildRuntimes(cfg settings, dataDir string, box *core.Box, st *store.Store, logger *slog.Logger) (map[string]core.Runtime, error) {
 	version, _ := buildVersion()
 	lr, err := local.New(local.Config{
-		WorkspaceRoot: filepath.Join(dataDir, "workspaces"),
-		RepoRoot:      filepath.Join(dataDir, "repos"),
-		Agent:         ls.agent,
-		Bin:           ls.bin,
-		Command:       ls.command,
-		KillGrace:     ls.killGrace,
-		GitHubToken:   ls.githubToken,
-		GitHubAPIURL:  ls.githubAPI,
-		Sessions:      sessions,
-		Logger:        g.logger,
-		// FLAPJACK_ACP_PERMISSIONS: workspace (default), allow-all or read-only.
-		ACPPermissions: os.Getenv("FLAPJACK_ACP_PERMISSIONS"),
-		AgentEnv:       ls.agentEnv,
+		WorkspaceRoot:  filepath.Join(dataDir, "workspaces"),
+		RepoRoot:       filepath.Join(dataDir, "repos"),
+		Agent:          cfg.LocalAgent,
+		Bin:            cfg.LocalBin,
+		Command:        cfg.LocalCommand,
+		KillGrace:      cfg.KillGrace,
+		GitHubToken:    cfg.GitHubToken,
+		GitHubAPIURL:   cfg.GitHubAPIURL,
+		Sessions:       st,
+		Logger:         logger,
+		ACPPermissions: cfg.ACPPermissions,
+		AgentEnv:       cfg.AgentEnv,
 		Version:        version,
 	})
 	if err != nil {
 		return nil, usageError{err}
 	}
 	cr, err := cloud.New(cloud.Config{
-		BaseURL:  envOr("FLAPJACK_CURSOR_API_URL", cloud.DefaultBaseURL),
+		BaseURL:  cfg.CursorAPIURL,
 		Box:      box,
-		Journal:  sessions,
-		Sessions: sessions,
+		Journal:  st,
+		Sessions: st,
 		Version:  version,
-		Logger:   g.logger,
+		Logger:   logger,
 	})
 	if err != nil {
 		return nil, usageError{fmt.Errorf("FLAPJACK_CURSOR_API_URL: %w", err)}

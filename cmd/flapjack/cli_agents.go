@@ -41,7 +41,7 @@ func openAPI(ctx context.Context, g *globals, o *cliOpts) (api, *printer, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	return &localAPI{app: a, actor: a.ownerActor(), watch: &runnerWatch{g: g, st: a.store}}, p, nil
+	return &localAPI{app: a, actor: a.ownerActor(), watch: &runnerWatch{g: g, a: a}}, p, nil
 }
 
 // withAPI runs fn with an opened API and closes it after.

@@ -11,8 +11,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/flapjack-dev/flapjack/core"
 )
 
 // Whether a runner is alive is read from a record it keeps fresh, never by
@@ -118,8 +116,8 @@ func keepBeating(dataDir string) (stop func()) {
 // and events) call check as they wait, so a runner killed mid-run is
 // replaced within seconds instead of whenever someone next starts one.
 type runnerWatch struct {
-	g  *globals
-	st core.Store
+	g *globals
+	a *app
 
 	mu   sync.Mutex
 	last time.Time
@@ -138,7 +136,7 @@ func (w *runnerWatch) check(ctx context.Context) {
 	if _, alive := runnerAlive(w.g.dataDir); alive {
 		return
 	}
-	work, err := core.HasWork(ctx, w.st, workspaceTTL())
+	work, err := w.a.hasWork(ctx)
 	if err != nil || !work {
 		return
 	}

@@ -39,6 +39,8 @@ type globals struct {
 	// master key, each session's key while it is handled) from every log
 	// record and from what the Service and runner return and store.
 	redactor *core.Redactor
+	// cfg is the process's settings once read (see settings).
+	cfg *settings
 }
 
 // secretEnv names the variables whose values are secrets wherever they show up.

@@ -33,7 +33,7 @@ func runMCP(ctx context.Context, g *globals) error {
 	// For the server's whole life: a runner killed mid-run is replaced.
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	go (&runnerWatch{g: g, st: a.store}).watchAlways(watchCtx)
+	go (&runnerWatch{g: g, a: a}).watchAlways(watchCtx)
 	version, _ := buildVersion()
 	server := flapjackmcp.NewServer(a.svc, a.ownerActor(), flapjackmcp.Options{Version: version, Logger: g.logger})
 	// The guard answers malformed input itself, so nothing a client sends

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -12,8 +13,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-
-	"github.com/flapjack-dev/flapjack/core"
 )
 
 const (
@@ -63,10 +62,15 @@ func (l *runnerLock) unlock() {
 // output in runner.log, unless a runner is alive (its liveness record says
 // so; the lock is never probed). Two processes may both start one: the
 // second finds the lock taken and leaves. The child outlives this process,
-// so sessions keep running after an MCP client quits.
+// so sessions keep running after an MCP client quits. It runs on this
+// process's settings, handed over on its stdin, not on its environment.
 func startDetachedRunner(g *globals) error {
 	if _, alive := runnerAlive(g.dataDir); alive {
 		return nil
+	}
+	cfg, err := g.settings()
+	if err != nil {
+		return err
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -77,16 +81,23 @@ func startDetachedRunner(g *globals) error {
 		return err
 	}
 	defer logf.Close()
-	devnull, err := os.Open(os.DevNull)
+	cmd := exec.Command(exe, "runner", "--data-dir", g.dataDir, "--log-level", g.logLevel, "--idle-timeout", detachedIdle.String(), "--settings-stdin")
+	cmd.Env = childEnv(os.Environ())
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	in, err := cmd.StdinPipe()
 	if err != nil {
 		return err
 	}
-	defer devnull.Close()
-	cmd := exec.Command(exe, "runner", "--data-dir", g.dataDir, "--log-level", g.logLevel, "--idle-timeout", detachedIdle.String())
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return err
+	}
+	// The pipe holds far less than its buffer: this never blocks on the child.
+	werr := json.NewEncoder(in).Encode(cfg)
+	if err := errors.Join(werr, in.Close()); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return fmt.Errorf("handing the runner its settings: %w", err)
 	}
 	g.logger.Info("started a detached runner", "pid", cmd.Process.Pid, "log", filepath.Join(g.dataDir, runnerLogFile))
 	// Reap it if it exits while we live; it is not ours to wait for otherwise.
@@ -104,7 +115,10 @@ func kicker(g *globals) func() {
 }
 
 func newRunnerCmd(g *globals) *cobra.Command {
-	var idle time.Duration
+	var (
+		idle          time.Duration
+		settingsStdin bool
+	)
 	cmd := &cobra.Command{
 		Use:   "runner",
 		Short: "Drive sessions in the foreground (one runner per data directory)",
@@ -114,15 +128,27 @@ detached when they need it; run it yourself to watch its log.`,
 		Example: "  flapjack runner\n  flapjack runner --idle-timeout 5m",
 		Args:    usageArgs(cobra.NoArgs),
 	}
-	def, envErr := time.ParseDuration(envOr("FLAPJACK_RUNNER_IDLE_TIMEOUT", "0s"))
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if envErr != nil {
-			// A malformed setting is an error, never a silent default.
-			return usageError{fmt.Errorf("FLAPJACK_RUNNER_IDLE_TIMEOUT: %w", envErr)}
+		if settingsStdin {
+			s, err := readSettingsFrom(g.stdin)
+			if err != nil {
+				return usageError{err}
+			}
+			g.useSettings(s)
+		}
+		cfg, err := g.settings()
+		if err != nil {
+			return err
+		}
+		if !cmd.Flags().Changed("idle-timeout") {
+			idle = cfg.RunnerIdle
 		}
 		return runRunner(cmd.Context(), g, idle)
 	}
-	cmd.Flags().DurationVar(&idle, "idle-timeout", def, "exit after this long with no active session; 0 runs until stopped (env FLAPJACK_RUNNER_IDLE_TIMEOUT)")
+	cmd.Flags().DurationVar(&idle, "idle-timeout", 0, "exit after this long with no active session; 0 runs until stopped (env FLAPJACK_RUNNER_IDLE_TIMEOUT)")
+	// How a process that starts a detached runner hands it its settings.
+	cmd.Flags().BoolVar(&settingsStdin, "settings-stdin", false, "read the settings as JSON from stdin instead of the environment")
+	cmd.Flags().MarkHidden("settings-stdin")
 	cmd.AddCommand(newRunnerStatusCmd(g))
 	return cmd
 }
@@ -152,22 +178,12 @@ func runRunner(ctx context.Context, g *globals, idle time.Duration) error {
 	defer a.Close()
 	for {
 		g.logger.Info("runner started", "pid", os.Getpid(), "dir", g.dataDir)
-		r := core.NewRunner(withLocalLimits(core.RunnerConfig{
-			Store:       a.store,
-			Box:         a.box,
-			Runtimes:    a.runtimes,
-			Logger:      g.logger,
-			IdleTimeout: idle,
-			Redactor:    a.redactor,
-		}))
-		stopHooks := startDeliveries(a, g.logger)
-		err := r.Run(ctx)
-		stopHooks()
+		err := a.runRunner(ctx, g.logger, idle)
 		lock.unlock()
 		if err != nil || ctx.Err() != nil {
 			return err
 		}
-		work, err := core.HasWork(context.Background(), a.store, workspaceTTL())
+		work, err := a.hasWork(context.Background())
 		if err != nil || !work {
 			return err
 		}
@@ -179,7 +195,7 @@ func runRunner(ctx context.Context, g *globals, idle time.Duration) error {
 
 // ensureRunnerForWork starts a runner at start-up when sessions are waiting.
 func ensureRunnerForWork(ctx context.Context, g *globals, a *app) {
-	work, err := core.HasWork(ctx, a.store, workspaceTTL())
+	work, err := a.hasWork(ctx)
 	if err != nil {
 		g.logger.Error("checking for active sessions", "err", err)
 		return

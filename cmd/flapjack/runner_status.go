@@ -113,11 +113,10 @@ func readRunnerStatus(ctx context.Context, g *globals) (runnerStatus, error) {
 	st.RepoCache = measure(filepath.Join(g.dataDir, "repos"), func(name string, dir bool) bool {
 		return dir && strings.HasSuffix(name, ".git") && !strings.HasPrefix(name, ".")
 	})
-	ls, _ := readLocalSettings() // openApp refused bad values
-	st.Limits.MaxConcurrentRuns = ls.limits.MaxConcurrent
-	st.Limits.StallTimeoutSeconds = int64(ls.limits.StallTimeout.Seconds())
-	st.Limits.RunTimeoutSeconds = int64(ls.limits.RunTimeout.Seconds())
-	st.Limits.WorkspaceTTLSeconds = int64(ls.ttl.Seconds())
+	st.Limits.MaxConcurrentRuns = a.cfg.Limits.MaxConcurrent
+	st.Limits.StallTimeoutSeconds = int64(a.cfg.Limits.StallTimeout.Seconds())
+	st.Limits.RunTimeoutSeconds = int64(a.cfg.Limits.RunTimeout.Seconds())
+	st.Limits.WorkspaceTTLSeconds = int64(a.cfg.WorkspaceTTL.Seconds())
 	if lr, ok := a.runtimes[core.RuntimeLocal].(*local.Runtime); ok {
 		st.Agents = lr.Agents(ctx)
 	}

@@ -125,17 +125,7 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 	defer cache.Close()
 	// The REST Service reads through the cache; everything else about it is
 	// what openApp configured for the MCP server.
-	svc := core.NewService(core.ServiceConfig{
-		Store:            cache,
-		Box:              a.box,
-		Runtimes:         a.runtimes,
-		DefaultRuntime:   a.defaultRuntime,
-		DefaultCursorKey: os.Getenv("CURSOR_API_KEY"),
-		Kick:             holder.kick,
-		Logger:           logger,
-		Redactor:         a.redactor,
-		Webhooks:         webhookPolicy(),
-	})
+	svc := a.newService(cache, holder.kick, logger)
 
 	ln, err := net.Listen("tcp", c.addr)
 	if err != nil {
@@ -211,7 +201,7 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 // handOver starts a detached runner when sessions still need one after this
 // server's runner stopped (messages queued behind a run it had to end).
 func handOver(g *globals, a *app, log *slog.Logger) {
-	work, err := core.HasWork(context.Background(), a.store, workspaceTTL())
+	work, err := a.hasWork(context.Background())
 	if err != nil || !work {
 		return
 	}
@@ -267,10 +257,7 @@ func (h *runnerHolder) run(ctx context.Context, a *app) {
 		if ok {
 			h.held.Store(true)
 			h.log.Info("runner started in this process", "pid", os.Getpid())
-			r := core.NewRunner(withLocalLimits(core.RunnerConfig{Store: a.store, Box: a.box, Runtimes: a.runtimes, Logger: h.log, Redactor: a.redactor}))
-			stopHooks := startDeliveries(a, h.log)
-			r.Run(ctx)
-			stopHooks()
+			a.runRunner(ctx, h.log, 0)
 			lock.unlock()
 			h.held.Store(false)
 			return

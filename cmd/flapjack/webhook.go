@@ -4,32 +4,20 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
 
-	"github.com/flapjack-dev/flapjack/core"
 	"github.com/flapjack-dev/flapjack/core/webhook"
 )
 
-// webhookPolicy is the address policy of webhooks, from the environment.
-func webhookPolicy() *webhook.Policy {
-	v := os.Getenv(webhook.AllowPrivateEnv)
-	on := v == "1" || strings.EqualFold(v, "true")
-	return webhook.NewPolicy(on, nil)
-}
-
-// loudWebhookPolicy is webhookPolicy, announced at start when the testing
-// exception is on: a server that may post to the inside of its network must
-// say so where its operator looks.
-func loudWebhookPolicy(g *globals) *webhook.Policy {
-	p := webhookPolicy()
-	if p.AllowsPrivate() {
+// announceWebhookPolicy warns at start when the testing exception is on: a
+// server that may post to the inside of its network must say so where its
+// operator looks.
+func announceWebhookPolicy(g *globals, cfg settings) {
+	if cfg.WebhookAllowPrivate {
 		g.logger.Warn(webhook.AllowPrivateEnv + "=1: webhooks may go to loopback and private addresses, over http:// too. " +
 			"This is for local testing only; never set it on a server others can reach.")
 	}
-	return p
 }
 
 // startDeliveries runs the webhook delivery loop next to a runner; it runs
@@ -37,7 +25,7 @@ func loudWebhookPolicy(g *globals) *webhook.Policy {
 // waits for attempts in flight (those are sent again, same id, later).
 func startDeliveries(a *app, log *slog.Logger) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
-	d := webhook.New(webhook.Config{Outbox: a.store, Box: a.box, Policy: webhookPolicy(), Logger: log})
+	d := webhook.New(webhook.Config{Outbox: a.store, Box: a.box, Policy: webhook.NewPolicy(a.cfg.WebhookAllowPrivate, nil), Logger: log})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -84,15 +72,11 @@ func runWebhookSecret(ctx context.Context, g *globals, rotate bool) error {
 		return err
 	}
 	defer st.Close()
-	haveCipher, err := st.HasCiphertext(ctx)
+	cfg, err := g.settings()
 	if err != nil {
 		return err
 	}
-	master, err := core.LoadMasterKey(g.dataDir, os.Getenv("FLAPJACK_MASTER_KEY"), haveCipher)
-	if err != nil {
-		return err
-	}
-	box, err := core.NewBox(master)
+	box, _, err := openBox(ctx, g.dataDir, cfg, st)
 	if err != nil {
 		return err
 	}
