@@ -140,7 +140,7 @@ func (w *runnerWatch) check(ctx context.Context) {
 	if err != nil || !work {
 		return
 	}
-	if err := startDetachedRunner(w.g); err != nil {
+	if _, err := startDetachedRunner(w.g); err != nil {
 		w.g.logger.Error("could not start a runner", "err", err)
 	}
 }

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -108,5 +110,87 @@ func TestMalformedSettingsAreUsageErrors(t *testing.T) {
 		if r.code != 2 || !strings.Contains(r.stderr, name) {
 			t.Errorf("%s %v: exit %d, stderr %q; want 2 naming %s", tc.env, tc.args, r.code, r.stderr, name)
 		}
+	}
+}
+
+// TestRunnerStatusInATightLoopStrandsNothing: `runner status` runs back to
+// back, without pause, while runners start on demand, idle out and start
+// again (and a second session arrives while one is idling out). Status never
+// fails, never takes the lock from a runner, and every session finishes.
+func TestRunnerStatusInATightLoopStrandsNothing(t *testing.T) {
+	c := newCLI(t, "FLAPJACK_LOCAL_AGENT_COMMAND="+writeAgent(t, streamAgent), "FLAPJACK_RUNNER_IDLE_TIMEOUT=300ms")
+	dataDir := strings.TrimPrefix(c.env[0], "FLAPJACK_DATA_DIR=")
+	var ag struct{ ID string }
+	if r := c.run("", "agents", "create", "--repo-url", makeRepo(t), "--runtime", "local", "-o", "json"); r.code != 0 || json.Unmarshal([]byte(r.stdout), &ag) != nil {
+		t.Fatalf("agents create: %+v", r)
+	}
+
+	stop := make(chan struct{})
+	statusDone := make(chan struct{})
+	var statusRuns, statusFailures int
+	var lastFailure string
+	go func() {
+		defer close(statusDone)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			cmd := exec.Command(flapjackBin, "runner", "status", "-o", "json")
+			cmd.Env = append(os.Environ(), c.env...)
+			out, err := cmd.CombinedOutput()
+			statusRuns++
+			var st struct{ Runner struct{ Running bool } }
+			if err != nil || json.Unmarshal(out, &st) != nil {
+				statusFailures++
+				lastFailure = fmt.Sprintf("%v: %s", err, out)
+			}
+		}
+	}()
+
+	pids := map[int]bool{}
+	var ids []string
+	for round := range 6 {
+		// The session goes to whichever runner is there, or is about to
+		// leave, or to a new one.
+		var st struct{ ID, Status string }
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		cmd := exec.CommandContext(ctx, flapjackBin, "sessions", "start", "--agent", ag.ID, "--prompt", fmt.Sprintf("round %d", round), "--wait", "-o", "json")
+		cmd.Env = append(os.Environ(), c.env...)
+		out, err := cmd.Output()
+		cancel()
+		if json.Unmarshal(out, &st) != nil || st.Status != "finished" {
+			t.Fatalf("round %d: start --wait: %v, %s", round, err, out)
+		}
+		ids = append(ids, st.ID)
+		if b, alive := runnerAlive(dataDir); alive {
+			pids[b.PID] = true
+		}
+		// Every other round, let the runner idle out before the next one.
+		if round%2 == 0 {
+			for i := 0; i < 200; i++ {
+				if _, alive := runnerAlive(dataDir); !alive {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	}
+	close(stop)
+	<-statusDone
+	for _, id := range ids {
+		var got struct{ Status string }
+		r := c.run("", "sessions", "get", id, "-o", "json")
+		if json.Unmarshal([]byte(r.stdout), &got) != nil || got.Status != "finished" {
+			t.Errorf("session %s: %q, want finished", id, got.Status)
+		}
+	}
+	t.Logf("%d runner status calls, %d runners: %v", statusRuns, len(pids), pids)
+	if statusRuns < 10 || statusFailures > 0 {
+		t.Errorf("runner status ran %d times, failed %d (last: %s)", statusRuns, statusFailures, lastFailure)
+	}
+	if len(pids) < 2 {
+		t.Errorf("runners seen %v: the test never went through an idle exit and a new runner", pids)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -41,6 +42,10 @@ type globals struct {
 	redactor *core.Redactor
 	// cfg is the process's settings once read (see settings).
 	cfg *settings
+	// starting is the detached runner this process started and that has not
+	// taken the lock yet, so its kick and its watch do not start two.
+	startMu  sync.Mutex
+	starting *runnerStart
 }
 
 // secretEnv names the variables whose values are secrets wherever they show up.

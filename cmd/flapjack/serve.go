@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
@@ -111,8 +110,9 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 		// overrides it; it never makes an allocation fail).
 		debug.SetMemoryLimit(serveMemoryLimit)
 	}
-	holder := &runnerHolder{g: g, log: logger, wake: make(chan struct{}, 1)}
-	a, err := openApp(ctx, g, holder.kick)
+	holder := &runnerHolder{log: logger}
+	// No kick: the runner this process holds or waits for polls the database.
+	a, err := openApp(ctx, g, nil)
 	if err != nil {
 		return err
 	}
@@ -125,7 +125,7 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 	defer cache.Close()
 	// The REST Service reads through the cache; everything else about it is
 	// what openApp configured for the MCP server.
-	svc := a.newService(cache, holder.kick, logger)
+	svc := a.newService(cache, nil, logger)
 
 	ln, err := net.Listen("tcp", c.addr)
 	if err != nil {
@@ -199,79 +199,53 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 }
 
 // handOver starts a detached runner when sessions still need one after this
-// server's runner stopped (messages queued behind a run it had to end).
+// server's runner stopped (messages queued behind a run it had to end), and
+// returns once it holds the lock, so whoever stopped this server finds the
+// sessions' runner in place (and can stop it in turn).
 func handOver(g *globals, a *app, log *slog.Logger) {
 	work, err := a.hasWork(context.Background())
 	if err != nil || !work {
 		return
 	}
 	log.Info("handing the remaining sessions to a detached runner")
-	if err := startDetachedRunner(g); err != nil {
+	start, err := startDetachedRunner(g)
+	if err != nil {
 		log.Error("could not start a runner", "err", err)
 		return
 	}
-	// Exit only once the successor holds the lock, so whoever stopped this
-	// server finds the sessions' runner in place (and can stop it in turn).
-	for range 100 {
-		if _, alive := runnerAlive(g.dataDir); alive {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+	switch ok, known := start.wait(handOverWait); {
+	case !known:
+		log.Warn("the detached runner did not take over in time", "waited", handOverWait)
+	case !ok:
+		log.Warn("the detached runner exited without taking over; the next flapjack process starts another")
 	}
-	log.Warn("the detached runner did not start within 2s")
 }
 
-// runnerHolder runs the runner in this process once it can take the runner
-// lock: at once, or, while a detached runner holds it, as soon as that one
-// exits (it retries every second). While it holds the lock the runner polls
-// the database for work, so Kick has nothing to do.
+// handOverWait bounds how long a stopping server waits for its successor.
+const handOverWait = 5 * time.Second
+
+// runnerHolder runs the runner in this process once it holds the runner
+// lock: at once, or, while a detached runner holds it, the moment that one
+// lets go (the kernel hands the lock over; nothing polls). While a detached
+// runner holds it, that runner sees this server's sessions in the database.
 type runnerHolder struct {
-	g    *globals
-	log  *slog.Logger
-	wake chan struct{}
-	held atomic.Bool
+	log *slog.Logger
 }
-
-// kick is the Service's Kick: a no-op while this process runs the runner;
-// otherwise it makes the holder try the lock now instead of within a second.
-func (h *runnerHolder) kick() {
-	if h.held.Load() {
-		return
-	}
-	select {
-	case h.wake <- struct{}{}:
-	default:
-	}
-}
-
-// retryEvery is how often serve tries to take over a detached runner's lock.
-const retryEvery = time.Second
 
 func (h *runnerHolder) run(ctx context.Context, a *app) {
-	waiting := false
-	for ctx.Err() == nil {
-		lock, ok, err := tryLockRunner(a.dataDir)
-		if err != nil {
+	if b, alive := runnerAlive(a.dataDir); alive {
+		h.log.Info("another runner holds this data directory; serving now, taking the runner over when it exits", "runner_pid", b.PID)
+	}
+	lock, err := waitLockRunner(ctx, a.dataDir)
+	if err != nil {
+		if ctx.Err() == nil {
 			h.log.Error("runner lock", "err", err)
 		}
-		if ok {
-			h.held.Store(true)
-			h.log.Info("runner started in this process", "pid", os.Getpid())
-			a.runRunner(ctx, h.log, 0)
-			lock.unlock()
-			h.held.Store(false)
-			return
-		}
-		if !waiting {
-			h.log.Info("another runner holds this data directory; serving now, taking the runner over when it exits")
-			waiting = true
-		}
-		select {
-		case <-ctx.Done():
-		case <-h.wake:
-		case <-time.After(retryEvery):
-		}
+		return
 	}
+	h.log.Info("runner started in this process", "pid", os.Getpid())
+	a.runRunner(ctx, h.log, 0)
+	lock.unlock()
 }
 
 // ensureFirstToken creates a token for the owner when the data directory has
