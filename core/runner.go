@@ -32,6 +32,8 @@ type RunnerConfig struct {
 	// Redactor hides secrets in events, errors and logs; each run's Cursor
 	// key is added to it while the run lasts.
 	Redactor *Redactor
+	// Step, for tests, is called at each interleaving point (see Step).
+	Step func(Step)
 }
 
 // Runner drives active sessions: it moves them through the state machine, runs
@@ -363,7 +365,7 @@ func (r *Runner) decide(ctx context.Context, log *slog.Logger, id string, fn fun
 		msgs, err := r.cfg.Store.ListMessages(ctx, id)
 		return s, msgs, err
 	}
-	ch, err := applyDecision(ctx, r.cfg.Store, read, fn)
+	ch, err := applyDecision(ctx, r.cfg.Store, r.cfg.Step, read, fn)
 	if err != nil && !errors.Is(err, errNoChange) && ctx.Err() == nil {
 		log.Error("runner: recording a change", "err", err)
 		select {
@@ -566,7 +568,7 @@ func (r *Runner) finish(ctx context.Context, log *slog.Logger, sessionID, messag
 	// path (a failed Prepare as much as a finished run).
 	out.Error, out.ResultText = r.cfg.Redactor.String(out.Error), r.cfg.Redactor.String(out.ResultText)
 	out.PRURL, out.PRBranch = r.cfg.Redactor.String(out.PRURL), r.cfg.Redactor.String(out.PRBranch)
-	_, err := applyDecision(ctx, r.cfg.Store, func(ctx context.Context) (Session, []Message, error) {
+	_, err := applyDecision(ctx, r.cfg.Store, r.cfg.Step, func(ctx context.Context) (Session, []Message, error) {
 		ss, err := r.cfg.Store.GetSession(ctx, sessionID)
 		if err != nil {
 			return Session{}, nil, err

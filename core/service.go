@@ -46,6 +46,8 @@ type ServiceConfig struct {
 	// address policy). Nil checks only the URL's shape (ValidateWebhookURL):
 	// every binary wires the policy; nil is for tests that never deliver.
 	Webhooks WebhookChecker
+	// Step, for tests, is called at each interleaving point (see Step).
+	Step func(Step)
 }
 
 // Service implements every operation of the Code Agents API. Adapters call it and
@@ -817,23 +819,58 @@ func (s *Service) Archive(ctx context.Context, a Actor, id string) (ArchiveResul
 	if _, local := rt.(WorkspaceHolder); local {
 		return s.archiveThenRelease(ctx, a, id, rt)
 	}
-	if rt != nil {
-		if err := rt.Archive(ctx, ss); err != nil {
-			var e *Error
-			if errors.As(err, &e) {
-				return ArchiveResult{}, s.cfg.Redactor.Error(e)
-			}
-			s.cfg.Logger.WarnContext(ctx, "archive failed", "session", id, "err", err)
-			return ArchiveResult{}, Errorf(CodeArchiveFailed, "archiving the session's %s resources failed; retry", ss.Runtime)
-		}
+	if rt == nil {
+		return s.commitArchive(ctx, a, id, ss)
 	}
+	// Mark, archive upstream, then commit: a failed upstream archive leaves
+	// the session as it was (the mark removed, the key kept), and no
+	// follow-up lands between the upstream archive and the commit. Once the
+	// upstream archive began, the request's end no longer stops the rest.
+	var mark time.Time
 	err = s.update(ctx, a, id, func(cur Session, _ []Message) (Change, error) {
+		ch, err := decideArchiveMark(cur, s.cfg.Clock.Now())
+		if err == nil {
+			mark = *ch.Session.ArchivingAt
+		}
+		return ch, err
+	})
+	if errors.Is(err, errNoChange) {
+		return ArchiveResult{OK: true, Archived: true}, nil
+	}
+	if err != nil {
+		return ArchiveResult{}, err
+	}
+	at(s.cfg.Step, StepArchiveMarked)
+	ctx = context.WithoutCancel(ctx)
+	if err := rt.Archive(ctx, ss); err != nil {
+		uerr := s.update(ctx, a, id, func(cur Session, _ []Message) (Change, error) {
+			return decideArchiveUnmark(cur, mark)
+		})
+		if uerr != nil && !errors.Is(uerr, errNoChange) {
+			s.cfg.Logger.WarnContext(ctx, "archive: removing the archive mark failed; it lapses by itself", "session", id, "err", uerr)
+		}
+		var e *Error
+		if errors.As(err, &e) {
+			return ArchiveResult{}, s.cfg.Redactor.Error(e)
+		}
+		s.cfg.Logger.WarnContext(ctx, "archive failed", "session", id, "err", err)
+		return ArchiveResult{}, Errorf(CodeArchiveFailed, "archiving the session's %s resources failed; retry", ss.Runtime)
+	}
+	at(s.cfg.Step, StepArchivedUpstream)
+	return s.commitArchive(ctx, a, id, ss)
+}
+
+// commitArchive records the session archived and its key wiped. Committed
+// is success, whatever a checkpoint after it says.
+func (s *Service) commitArchive(ctx context.Context, a Actor, id string, ss Session) (ArchiveResult, error) {
+	err := s.update(ctx, a, id, func(cur Session, _ []Message) (Change, error) {
 		return decideArchive(cur, s.cfg.Clock.Now())
 	})
 	if err != nil && !errors.Is(err, errNoChange) {
 		return ArchiveResult{}, err
 	}
 	if err == nil {
+		at(s.cfg.Step, StepArchiveCommitted)
 		s.kickForWebhook(ss)
 	}
 	return ArchiveResult{OK: true, Archived: true}, nil
@@ -851,6 +888,10 @@ func (s *Service) archiveThenRelease(ctx context.Context, a Actor, id string, rt
 	if err != nil && !errors.Is(err, errNoChange) {
 		return ArchiveResult{}, err
 	}
+	if err == nil {
+		at(s.cfg.Step, StepArchiveCommitted)
+	}
+	ctx = context.WithoutCancel(ctx) // committed: the release happens whatever the caller does
 	ss, rerr := s.cfg.Store.GetSession(ctx, id)
 	if rerr == nil {
 		if aerr := rt.Archive(ctx, ss); aerr != nil {
@@ -877,7 +918,7 @@ func (s *Service) update(ctx context.Context, a Actor, id string, fn func(Sessio
 		}
 		return ss, msgs, nil
 	}
-	_, err := applyDecision(ctx, s.cfg.Store, read, fn)
+	_, err := applyDecision(ctx, s.cfg.Store, s.cfg.Step, read, fn)
 	var e *Error
 	if err != nil && !errors.As(err, &e) && !errors.Is(err, errNoChange) {
 		return s.internal(ctx, "apply", err)

@@ -63,6 +63,7 @@ func (r *Runner) sweep(ctx context.Context) {
 			if err != nil {
 				continue
 			}
+			at(r.cfg.Step, StepDecided)
 			if _, err := r.cfg.Store.Apply(ctx, ch); err != nil {
 				if !errors.Is(err, ErrConflict) && ctx.Err() == nil {
 					sl.Error("runner: expiring session", "err", err)
@@ -71,6 +72,7 @@ func (r *Runner) sweep(ctx context.Context) {
 			}
 			s = ch.Session
 			sl.Info("runner: session expired", "ttl", ttl)
+			at(r.cfg.Step, StepExpireCommitted)
 		}
 		if err := holder.ReleaseWorkspace(ctx, s); err != nil && ctx.Err() == nil {
 			sl.Warn("runner: removing an expired session's workspace failed; will retry", "err", err)

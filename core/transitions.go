@@ -50,6 +50,9 @@ func decideFollowUp(s Session, m Message, now time.Time) (Change, error) {
 	if err := CheckOperation(OpSend, s.Status, s.Archived); err != nil {
 		return Change{}, err
 	}
+	if archiving(s, now) {
+		return Change{}, Errorf(CodeSessionArchived, "session %s is being archived; if the archive fails, send the message again", s.ID)
+	}
 	m.Status = MessageQueued
 	queued := s.Status.Active()
 	ch := Change{Messages: []Message{m}, Events: []EventInput{userMessageEvent(now, m, queued)}}
@@ -96,9 +99,47 @@ func decideArchive(s Session, now time.Time) (Change, error) {
 	}
 	s.Archived = true
 	s.CursorKeyCiphertext = nil
+	s.ArchivingAt = nil
 	ev := statusEvent(now, s.Status, s.Status, "archived")
 	ev.Payload = mustJSON(map[string]any{"status": s.Status, "archived": true, "reason": "archived; the stored Cursor API key was wiped"})
 	return Change{Session: s, Events: []EventInput{ev}, Scrub: true}, nil
+}
+
+// ArchiveLease is how long a mark that an archive began upstream holds
+// follow-ups off: long past any upstream archive call, short enough that the
+// mark of an archiver that died lapses soon.
+const ArchiveLease = 2 * time.Minute
+
+// archiving reports whether an archive of s is under way.
+func archiving(s Session, now time.Time) bool {
+	return s.ArchivingAt != nil && now.Sub(*s.ArchivingAt) < ArchiveLease
+}
+
+// decideArchiveMark marks an ended session as being archived before its
+// upstream agent is archived, so no follow-up lands in between and finds
+// the agent gone. The mark has millisecond precision, as stored, so its
+// archiver can tell it apart (decideArchiveUnmark).
+func decideArchiveMark(s Session, now time.Time) (Change, error) {
+	if s.Archived {
+		return Change{}, errNoChange
+	}
+	if err := CheckOperation(OpArchive, s.Status, s.Archived); err != nil {
+		return Change{}, err
+	}
+	t := now.Truncate(time.Millisecond)
+	s.ArchivingAt = &t
+	return Change{Session: s}, nil
+}
+
+// decideArchiveUnmark removes the mark made at t after the upstream archive
+// failed: the session is as it was, key included. A newer mark (another
+// archive under way) stays.
+func decideArchiveUnmark(s Session, t time.Time) (Change, error) {
+	if s.ArchivingAt == nil || !s.ArchivingAt.Equal(t) {
+		return Change{}, errNoChange
+	}
+	s.ArchivingAt = nil
+	return Change{Session: s}, nil
 }
 
 // decideExpire expires a session whose workspace outlived its TTL.
@@ -270,7 +311,7 @@ func decideOutcome(s Session, msgs []Message, messageID string, out RunOutcome, 
 // messages, decide the change, apply it; on a lost race read again and
 // decide again, a bounded number of times. The decision's errors (the
 // documented ones, errNoChange) come back unchanged.
-func applyDecision(ctx context.Context, st Store, read func(context.Context) (Session, []Message, error), decide func(Session, []Message) (Change, error)) (Change, error) {
+func applyDecision(ctx context.Context, st Store, step func(Step), read func(context.Context) (Session, []Message, error), decide func(Session, []Message) (Change, error)) (Change, error) {
 	for range maxRetries {
 		s, msgs, err := read(ctx)
 		if err != nil {
@@ -280,6 +321,7 @@ func applyDecision(ctx context.Context, st Store, read func(context.Context) (Se
 		if err != nil {
 			return Change{}, err
 		}
+		at(step, StepDecided)
 		if _, err := st.Apply(ctx, ch); errors.Is(err, ErrConflict) {
 			continue
 		} else if err != nil && !errors.Is(err, ErrScrubPending) {

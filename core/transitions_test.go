@@ -184,3 +184,45 @@ func contains(list []Status, s Status) bool {
 	}
 	return false
 }
+
+// TestArchiveMark: a mark holds follow-ups off while it is fresh and lapses
+// after ArchiveLease; only its own archiver removes it; the archive clears
+// it; an active or archived session is not marked.
+func TestArchiveMark(t *testing.T) {
+	now := time.Date(2026, 5, 6, 12, 0, 0, 123456789, time.UTC)
+	s := Session{ID: "cs-1", Status: StatusFinished}
+	ch, err := decideArchiveMark(s, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mark := *ch.Session.ArchivingAt
+	if !mark.Equal(now.Truncate(time.Millisecond)) || len(ch.Events) != 0 {
+		t.Fatalf("mark %v, events %v", mark, ch.Events)
+	}
+	marked := ch.Session
+	if _, err := decideFollowUp(marked, Message{ID: "m"}, now.Add(ArchiveLease-time.Second)); ErrorCode(err) != CodeSessionArchived {
+		t.Errorf("follow-up under a fresh mark = %v, want SESSION_ARCHIVED", err)
+	}
+	if _, err := decideFollowUp(marked, Message{ID: "m"}, now.Add(ArchiveLease)); err != nil {
+		t.Errorf("follow-up after the mark lapsed = %v", err)
+	}
+	if _, err := decideArchiveUnmark(marked, mark.Add(time.Millisecond)); !errors.Is(err, errNoChange) {
+		t.Errorf("another archiver's unmark = %v, want no change", err)
+	}
+	ch, err = decideArchiveUnmark(marked, mark)
+	if err != nil || ch.Session.ArchivingAt != nil {
+		t.Errorf("own unmark = %+v, %v", ch.Session.ArchivingAt, err)
+	}
+	ch, err = decideArchive(marked, now)
+	if err != nil || ch.Session.ArchivingAt != nil || !ch.Session.Archived {
+		t.Errorf("archive of a marked session = %+v, %v", ch.Session, err)
+	}
+	for _, st := range []Status{StatusPending, StatusCreating, StatusRunning} {
+		if _, err := decideArchiveMark(Session{Status: st}, now); ErrorCode(err) != CodeSessionActive {
+			t.Errorf("mark of a %s session = %v, want SESSION_ACTIVE", st, err)
+		}
+	}
+	if _, err := decideArchiveMark(Session{Status: StatusFinished, Archived: true}, now); !errors.Is(err, errNoChange) {
+		t.Errorf("mark of an archived session = %v, want no change", err)
+	}
+}

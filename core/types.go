@@ -162,6 +162,10 @@ type Session struct {
 	// StreamPosition is where the active run's upstream event stream was read
 	// up to (Cursor's last SSE event id); set only through EventInput.
 	StreamPosition string `json:"-"`
+	// ArchivingAt is when an archive began upstream (the Cursor agent is
+	// archived before the session); while within ArchiveLease, follow-ups
+	// are refused. Nil when no archive is under way.
+	ArchivingAt *time.Time `json:"-"`
 	// Version is bumped by every Store.Apply; Apply compares it to detect races.
 	Version int64 `json:"-"`
 }

@@ -14,7 +14,7 @@ const sessionColumns = `id, org_id, code_agent_id, cursor_agent_id, repo_url, st
 	latest_run_id, pr_url, pr_branch, error, archived, webhook_url, model_id, model_params,
 	auto_create_pr, work_on_current_branch, skip_reviewer_request, runtime, preamble,
 	cursor_key_ciphertext, run_handle, version, last_event_seq, last_event_at,
-	created_by, created_at, started_at, completed_at, stream_position, usage`
+	created_by, created_at, started_at, completed_at, stream_position, usage, archiving_at`
 
 const messageColumns = `id, session_id, cursor_run_id, role, prompt, status, result_text,
 	duration_ms, pr_url, error, started_at, completed_at, created_at, usage`
@@ -31,13 +31,13 @@ func (s *Store) CreateSession(ctx context.Context, sess core.Session, first core
 	var out []core.Event
 	err = s.write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO sessions (`+sessionColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?, ?, ?, ?, ?)`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?, ?, ?, ?, ?, ?)`,
 			sess.ID, sess.OrgID, sess.CodeAgentID, strArg(sess.CursorAgentID), sess.RepoURL, sess.StartingRef,
 			string(sess.Status), strArg(sess.LatestRunID), strArg(sess.PRURL), strArg(sess.PRBranch),
 			strArg(sess.Error), sess.Archived, strArg(sess.WebhookURL), sess.ModelID, params,
 			sess.AutoCreatePR, sess.WorkOnCurrentBranch, sess.SkipReviewerRequest, sess.Runtime, sess.Preamble,
 			blobArg(sess.CursorKeyCiphertext), sess.RunHandle, sess.Version,
-			sess.CreatedBy, ms(sess.CreatedAt), msPtr(sess.StartedAt), msPtr(sess.CompletedAt), sess.StreamPosition, usageArg(sess.Usage))
+			sess.CreatedBy, ms(sess.CreatedAt), msPtr(sess.StartedAt), msPtr(sess.CompletedAt), sess.StreamPosition, usageArg(sess.Usage), msPtr(sess.ArchivingAt))
 		if err != nil {
 			return err
 		}
@@ -136,12 +136,12 @@ func (s *Store) Apply(ctx context.Context, c core.Change) ([]core.Event, error) 
 		res, err := tx.ExecContext(ctx, `UPDATE sessions SET status = ?, cursor_agent_id = ?,
 			latest_run_id = ?, pr_url = ?, pr_branch = ?, error = ?, archived = ?, webhook_url = ?,
 			started_at = ?, completed_at = ?, cursor_key_ciphertext = ?, run_handle = ?,
-			stream_position = ?, usage = ?, version = version + 1
+			stream_position = ?, usage = ?, archiving_at = ?, version = version + 1
 			WHERE id = ? AND version = ?`,
 			string(sess.Status), strArg(sess.CursorAgentID), strArg(sess.LatestRunID), strArg(sess.PRURL),
 			strArg(sess.PRBranch), strArg(sess.Error), sess.Archived, strArg(sess.WebhookURL),
 			msPtr(sess.StartedAt), msPtr(sess.CompletedAt), blobArg(sess.CursorKeyCiphertext), sess.RunHandle,
-			sess.StreamPosition, usageArg(sess.Usage), sess.ID, sess.Version)
+			sess.StreamPosition, usageArg(sess.Usage), msPtr(sess.ArchivingAt), sess.ID, sess.Version)
 		if err := mustAffect(res, err); err != nil {
 			if !errors.Is(err, core.ErrNotFound) {
 				return err
@@ -255,6 +255,7 @@ func scanSession(r scanner) (core.Session, error) {
 		cursorAgent, latestRun, prURL, prBranch    sql.NullString
 		errText, webhook, params, usage            sql.NullString
 		lastEventAt, startedAt, completedAt        sql.NullInt64
+		archivingAt                                sql.NullInt64
 		created                                    int64
 		archived, autoPR, curBranch, skipReviewers bool
 	)
@@ -262,10 +263,11 @@ func scanSession(r scanner) (core.Session, error) {
 		&latestRun, &prURL, &prBranch, &errText, &archived, &webhook, &s.ModelID, &params,
 		&autoPR, &curBranch, &skipReviewers, &s.Runtime, &s.Preamble,
 		&s.CursorKeyCiphertext, &s.RunHandle, &s.Version, &s.LastEventSeq, &lastEventAt,
-		&s.CreatedBy, &created, &startedAt, &completedAt, &s.StreamPosition, &usage)
+		&s.CreatedBy, &created, &startedAt, &completedAt, &s.StreamPosition, &usage, &archivingAt)
 	if err != nil {
 		return core.Session{}, err
 	}
+	s.ArchivingAt = timePtr(archivingAt)
 	if s.Usage, err = usageFrom(usage); err != nil {
 		return core.Session{}, fmt.Errorf("session %s: usage: %w", s.ID, err)
 	}

@@ -454,9 +454,14 @@ func TestArchive(t *testing.T) {
 		t.Fatalf("archive on 500s = %v, want archive_failed (502)", err)
 	}
 	ss, _ := e.st.GetSession(ctx, st.SessionID)
-	if ss.Archived || ss.CursorKeyCiphertext == nil || e.fake.agentStatus(agentID) != "ACTIVE" {
-		t.Errorf("after a failed archive: archived=%v key kept=%v upstream %s", ss.Archived, ss.CursorKeyCiphertext != nil, e.fake.agentStatus(agentID))
+	if ss.Archived || ss.CursorKeyCiphertext == nil || e.fake.agentStatus(agentID) != "ACTIVE" || ss.ArchivingAt != nil {
+		t.Errorf("after a failed archive: archived=%v key kept=%v mark %v upstream %s", ss.Archived, ss.CursorKeyCiphertext != nil, ss.ArchivingAt, e.fake.agentStatus(agentID))
 	}
+	// As it was: a follow-up is taken at once, not held off by the failed archive.
+	if _, err := e.svc.SendMessage(ctx, e.actor, st.SessionID, "after the failed archive"); err != nil {
+		t.Fatalf("follow-up after a failed archive = %v", err)
+	}
+	e.waitStatus(st.SessionID, core.StatusFinished)
 
 	if _, err := e.svc.Archive(ctx, e.actor, st.SessionID); err != nil {
 		t.Fatal(err)
@@ -604,5 +609,70 @@ func TestStartWithoutKey(t *testing.T) {
 	_, err = e.svc.StartSession(ctx, e.actor, core.StartSessionInput{CodeAgentID: e.agent.ID, Prompt: "Go", CursorAPIKey: fakeKey, RepoURL: ptr("file:///srv/repo")})
 	if ce := core.AsError(err); ce == nil || ce.Code != core.CodeValidation || ce.Field != "repoUrl" {
 		t.Errorf("start on a local repo = %v, want VALIDATION_ERROR on repoUrl", err)
+	}
+}
+
+// TestArchiveInterleavedWithFollowUp: a follow-up sent at each point of a
+// cloud archive. Before the archive marks the session, the follow-up wins
+// and the archive is refused with the Cursor agent untouched; from the mark
+// on, the follow-up is refused and the archive completes: the agent is
+// archived upstream, the session archived and its key wiped. Never an
+// archived agent under an active session, or the reverse.
+func TestArchiveInterleavedWithFollowUp(t *testing.T) {
+	for _, tc := range []struct {
+		point       core.Step
+		archiveCode core.Code
+		sendCode    core.Code
+	}{
+		{core.StepDecided, core.CodeSessionActive, ""},
+		{core.StepArchiveMarked, "", core.CodeSessionArchived},
+		{core.StepArchivedUpstream, "", core.CodeSessionArchived},
+		{core.StepArchiveCommitted, "", core.CodeSessionArchived},
+	} {
+		t.Run(string(tc.point), func(t *testing.T) {
+			e := newEnv(t, "empty")
+			stop := e.startRunner()
+			st := e.start("Go")
+			d := e.waitStatus(st.SessionID, core.StatusFinished)
+			stop()
+			agentID := deref(d.CursorAgentID)
+			ctx := context.Background()
+
+			var sendErr error
+			fired := false
+			svc := core.NewService(core.ServiceConfig{Store: e.st, Box: e.box, DefaultRuntime: core.RuntimeCloud,
+				Runtimes: map[string]core.Runtime{core.RuntimeCloud: e.runtime()},
+				Step: func(p core.Step) {
+					if p == tc.point && !fired {
+						fired = true
+						_, sendErr = e.svc.SendMessage(ctx, e.actor, st.SessionID, "one more thing")
+					}
+				}})
+			_, archiveErr := svc.Archive(ctx, e.actor, st.SessionID)
+			if !fired {
+				t.Fatalf("the archive never reached %s", tc.point)
+			}
+			if got := core.ErrorCode(archiveErr); got != tc.archiveCode {
+				t.Fatalf("archive = %v, want code %q", archiveErr, tc.archiveCode)
+			}
+			if got := core.ErrorCode(sendErr); got != tc.sendCode {
+				t.Fatalf("follow-up = %v, want code %q", sendErr, tc.sendCode)
+			}
+			ss, err := e.st.GetSession(ctx, st.SessionID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			upstream := e.fake.agentStatus(agentID)
+			if tc.archiveCode == "" {
+				if !ss.Archived || ss.CursorKeyCiphertext != nil || upstream != "ARCHIVED" || ss.ArchivingAt != nil {
+					t.Errorf("archived %v, key kept %v, mark %v, upstream %s; want archived everywhere, key wiped", ss.Archived, ss.CursorKeyCiphertext != nil, ss.ArchivingAt, upstream)
+				}
+				return
+			}
+			if ss.Archived || !ss.Status.Active() || ss.CursorKeyCiphertext == nil || upstream != "ACTIVE" || ss.ArchivingAt != nil {
+				t.Errorf("status %s, archived %v, key kept %v, mark %v, upstream %s; want the follow-up's active session with its agent and key",
+					ss.Status, ss.Archived, ss.CursorKeyCiphertext != nil, ss.ArchivingAt, upstream)
+			}
+		})
 	}
 }
