@@ -4,7 +4,12 @@ BIN     := bin/flapjack
 PREFIX  ?= $(HOME)/.local
 GOFILES  = $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*')
 
-.PHONY: build test check fmt-check vet tidy-check bench demo install clean npm-deps agents-check
+.PHONY: build test check fmt-check vet tidy-check cross dist bench demo install clean npm-deps agents-check
+
+# TARGETS are the platforms flapjack supports and builds release archives for.
+TARGETS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
+# VERSION names a release build (make dist): the tag, else a describe of the commit.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 # NPM_DIR holds the real clients and agent CLIs the tests run against, at the
 # versions pinned in testdata/npm (installed once, again when the pins change).
@@ -15,8 +20,8 @@ export FLAPJACK_NPM_BIN := $(NPM_DIR)/node_modules/.bin
 build:
 	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/flapjack
 
-## test: the whole gate: gofmt, go vet, go mod tidy, race-enabled tests (with the pinned npm tools)
-test: fmt-check vet tidy-check npm-deps
+## test: the whole gate: gofmt, go vet, go mod tidy, the six targets, race-enabled tests (with the pinned npm tools)
+test: fmt-check vet tidy-check cross npm-deps
 	FLAPJACK_REQUIRE_NPM=1 $(GO) test -race -count=1 ./...
 
 ## npm-deps: install the pinned agent CLIs, ACP adapters and MCP clients into $(NPM_DIR)
@@ -52,6 +57,19 @@ vet:
 tidy-check:
 	$(GO) mod tidy -diff
 
+## cross: build and vet every supported target (release flags, so make dist reuses the builds)
+cross:
+	@set -e; for t in $(TARGETS); do \
+		echo "cross: $$t"; \
+		GOOS=$${t%/*} GOARCH=$${t#*/} CGO_ENABLED=0 $(GO) vet ./...; \
+		GOOS=$${t%/*} GOARCH=$${t#*/} CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false ./...; \
+	done
+
+## dist: reproducible release archives for every target, with SHA256SUMS, in dist/
+dist:
+	$(GO) run ./cmd/flapjack-dist -version $(VERSION) -commit $$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+		-epoch $$(git log -1 --format=%ct 2>/dev/null || echo 0) -targets "$$(echo $(TARGETS) | tr ' ' ',')" -out dist
+
 ## bench: speed and memory targets (figures in the issue notes)
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
@@ -60,9 +78,12 @@ bench:
 demo: build
 	$(GO) run ./cmd/flapjack-demo -bin $(BIN)
 
-## install: put flapjack on your PATH ($(PREFIX)/bin)
+## install: put flapjack in $(PREFIX)/bin, and say so if that is not on your PATH
 install:
+	mkdir -p $(PREFIX)/bin
 	$(GO) build -buildvcs=auto -o $(PREFIX)/bin/flapjack ./cmd/flapjack
+	@echo "installed $(PREFIX)/bin/flapjack: $$($(PREFIX)/bin/flapjack --version)"
+	@case ":$$PATH:" in *":$(PREFIX)/bin:"*) ;; *) echo "note: $(PREFIX)/bin is not on your PATH; add it (export PATH=\"$(PREFIX)/bin:\$$PATH\") so editors find flapjack";; esac
 
 clean:
-	rm -rf bin
+	rm -rf bin dist

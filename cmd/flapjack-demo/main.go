@@ -7,7 +7,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -15,10 +14,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/flapjack-dev/flapjack/core/platform"
 )
 
 func main() {
@@ -261,7 +261,8 @@ func stopRunner(dataDir string) {
 	}
 	defer f.Close()
 	// A lock we can take means no runner is alive: the pid in the file is stale.
-	if syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB) == nil {
+	if ok, _ := platform.LockFile(f, false); ok {
+		platform.UnlockFile(f)
 		return
 	}
 	raw, err := os.ReadFile(f.Name())
@@ -272,11 +273,11 @@ func stopRunner(dataDir string) {
 	if err != nil || pid <= 1 {
 		return
 	}
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+	if err := platform.Terminate(pid); err != nil {
 		return
 	}
 	for range 50 {
-		if syscall.Kill(pid, 0) != nil {
+		if _, running := platform.Identify(pid); !running {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -9,8 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/flapjack-dev/flapjack/core/platform"
 )
 
 // Whether a runner is alive is read from a record it keeps fresh, never by
@@ -71,7 +72,7 @@ func runnerAlive(dataDir string) (runnerBeat, bool) {
 	if !ok || time.Since(b.Beat) > beatStale {
 		return runnerBeat{}, false
 	}
-	if err := syscall.Kill(b.PID, 0); errors.Is(err, syscall.ESRCH) {
+	if _, running := platform.Identify(b.PID); !running {
 		return runnerBeat{}, false
 	}
 	return b, true

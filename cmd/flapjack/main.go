@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -124,6 +125,10 @@ Without a subcommand it runs the MCP server over stdio (same as "flapjack mcp").
 		},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	// --version and -v print what "flapjack version" prints.
+	v, c := buildVersion()
+	root.Version = v + " (commit " + c + ")"
+	root.SetVersionTemplate("flapjack {{.Version}}\n")
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.dataDir, "data-dir", envOr("FLAPJACK_DATA_DIR", defaultDataDir()), "data directory (env FLAPJACK_DATA_DIR)")
 	pf.StringVar(&g.logLevel, "log-level", envOr("FLAPJACK_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env FLAPJACK_LOG_LEVEL)")
@@ -184,9 +189,20 @@ func defaultDataDir() string {
 	return filepath.Join(home, ".local", "share", "flapjack")
 }
 
-// buildVersion reads the version and commit from the build information, so a
-// plain go build reports them too.
+// Set at link time by release builds (make dist), which build without VCS
+// information so the archives are reproducible.
+var (
+	stampedVersion string
+	stampedCommit  string
+)
+
+// buildVersion reads the version and commit from the build information, so
+// go install and a plain go build report them too; a release build's
+// stamped values come first.
 func buildVersion() (version, commit string) {
+	if stampedVersion != "" {
+		return stampedVersion, cmp.Or(stampedCommit, "unknown")
+	}
 	version, commit = "(devel)", "unknown"
 	info, ok := debug.ReadBuildInfo()
 	if !ok {

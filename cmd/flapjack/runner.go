@@ -9,10 +9,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/flapjack-dev/flapjack/core/platform"
 )
 
 const (
@@ -58,7 +59,7 @@ func tryLockRunner(dataDir string) (l *runnerLock, ok bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	if ok, err := lockFile(f, false); !ok {
+	if ok, err := platform.LockFile(f, false); !ok {
 		f.Close()
 		return nil, false, err
 	}
@@ -76,7 +77,7 @@ func waitLockRunner(ctx context.Context, dataDir string) (*runnerLock, error) {
 	}
 	got := make(chan error, 1)
 	go func() {
-		_, err := lockFile(f, true)
+		_, err := platform.LockFile(f, true)
 		got <- err
 	}()
 	select {
@@ -89,7 +90,7 @@ func waitLockRunner(ctx context.Context, dataDir string) (*runnerLock, error) {
 	case <-ctx.Done():
 		go func() {
 			if <-got == nil {
-				unlockFile(f)
+				platform.UnlockFile(f)
 			}
 			f.Close()
 		}()
@@ -99,7 +100,7 @@ func waitLockRunner(ctx context.Context, dataDir string) (*runnerLock, error) {
 
 func (l *runnerLock) unlock() {
 	l.stopBeat()
-	unlockFile(l.f)
+	platform.UnlockFile(l.f)
 	l.f.Close()
 }
 
@@ -171,11 +172,11 @@ func startDetachedRunner(g *globals) (*runnerStart, error) {
 		idle = cfg.RunnerIdle
 	}
 	cmd := exec.Command(exe, "runner", "--data-dir", g.dataDir, "--log-level", g.logLevel, "--idle-timeout", idle.String(),
-		"--settings-stdin", "--ready-fd", "3")
+		"--settings-stdin")
 	cmd.Env = childEnv(os.Environ())
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.ExtraFiles = []*os.File{pw} // fd 3
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	passReadyPipe(cmd, pw)
+	platform.Detach(cmd)
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		pr.Close()
@@ -248,8 +249,7 @@ detached when they need it; run it yourself to watch its log.`,
 		}
 		var ready *os.File
 		if readyFD > 0 {
-			syscall.CloseOnExec(readyFD) // the agents it runs never get it
-			ready = os.NewFile(uintptr(readyFD), "ready")
+			ready = openReadyPipe(readyFD)
 			defer ready.Close()
 		}
 		return runRunner(cmd.Context(), g, idle, ready)

@@ -10,13 +10,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/flapjack-dev/flapjack/core"
 	"github.com/flapjack-dev/flapjack/core/local"
+	"github.com/flapjack-dev/flapjack/core/platform"
 )
 
 // runnerStatus is what "flapjack runner status" reports.
@@ -159,15 +159,14 @@ func measure(dir string, count func(name string, dir bool) bool) diskUse {
 		if err != nil {
 			return nil
 		}
-		sys, ok := fi.Sys().(*syscall.Stat_t)
+		key, bytes, ok := platform.DiskUse(fi)
 		if !ok {
-			du.Bytes += fi.Size()
+			du.Bytes += bytes
 			return nil
 		}
-		key := [2]uint64{uint64(sys.Dev), sys.Ino}
 		if !seen[key] {
 			seen[key] = true
-			du.Bytes += sys.Blocks * 512
+			du.Bytes += bytes
 		}
 		return nil
 	})

@@ -9,10 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/flapjack-dev/flapjack/core"
+	"github.com/flapjack-dev/flapjack/core/platform"
 )
 
 // BranchPrefix starts the name of the branch each session works on.
@@ -58,11 +58,11 @@ func (r *Runtime) lockRepo(ctx context.Context, cache string) (unlock func(), er
 		return nil, fmt.Errorf("lock repository cache: %w", err)
 	}
 	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); _ = f.Close() }, nil
+		ok, err := platform.LockFile(f, false)
+		if ok {
+			return func() { _ = platform.UnlockFile(f); _ = f.Close() }, nil
 		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+		if err != nil {
 			f.Close()
 			return nil, fmt.Errorf("lock repository cache: %w", err)
 		}

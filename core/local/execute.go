@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/flapjack-dev/flapjack/core"
+	"github.com/flapjack-dev/flapjack/core/platform"
 )
 
 // AdoptedError is the outcome of a run whose agent died with its runner.
@@ -137,21 +138,18 @@ func (r *Runtime) Execute(ctx context.Context, spec core.RunSpec, sink core.RunS
 // stopAdopted kills what is left of a run whose runner died, if its handle
 // still names processes of this session.
 func (r *Runtime) stopAdopted(ctx context.Context, spec core.RunSpec, ws string) {
-	pgid, ok := parseHandle(spec.Session.RunHandle)
-	if !ok || !safeGroup(pgid) || !leaderRunning(pgid) {
+	h, ok := parseHandle(spec.Session.RunHandle)
+	if !ok || !platform.SafeGroup(h.PID) || !platform.GroupAlive(h.PID) {
 		// The runner may have died after starting the agent but before
 		// recording its group: find the group by the session's marker.
-		if pgid = markedGroup(spec.Session.ID); pgid == 0 || !safeGroup(pgid) {
+		if h = (platform.Proc{PID: markedGroup(spec.Session.ID)}); h.PID == 0 {
 			return
 		}
 	}
-	gone := func() bool { return len(groupMembers(pgid)) == 0 }
-	for _, pid := range groupMembers(pgid) {
-		if ownedBy(pid, spec.Session.ID, ws) {
-			r.log.InfoContext(ctx, "stopping the agent of a dead runner", "session", spec.Session.ID, "pgid", pgid)
-			_ = r.stopGroup(ctx, pgid, gone)
-			return
-		}
+	if ownsGroup(h, spec.Session.ID, ws) {
+		pgid := h.PID
+		r.log.InfoContext(ctx, "stopping the agent of a dead runner", "session", spec.Session.ID, "pgid", pgid)
+		_ = r.stopGroup(ctx, pgid, func() bool { return !platform.GroupAlive(pgid) })
 	}
 }
 
@@ -223,10 +221,8 @@ func (r *Runtime) runAgent(ctx context.Context, spec core.RunSpec, ws string, ar
 	cmd.Dir = ws
 	cmd.Env = env
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdinR, outW, errW
-	// A new session is also a new process group (pgid = pid) that Cancel can
-	// signal as a whole, and it has no controlling terminal, so an agent that
-	// opens /dev/tty fails instead of being stopped by SIGTTIN forever.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// A new process group (pgid = pid) that Cancel can stop as a whole.
+	platform.NewGroup(cmd)
 	start := time.Now()
 	err := cmd.Start()
 	_, _, _ = stdinR.Close(), outW.Close(), errW.Close()
@@ -244,7 +240,13 @@ func (r *Runtime) runAgent(ctx context.Context, spec core.RunSpec, ws string, ar
 	go func() { defer wg.Done(); defer close(talked); talk.run(stdinW, outR) }()
 	go func() { defer wg.Done(); _ = readLines(errR, em.stderrLine) }()
 	var handleErr error
-	if err := sink.SetHandle(ctx, strconv.Itoa(pgid)); err != nil {
+	// The handle names the leader with its start time, so no later process
+	// that reuses the pid is ever taken for the agent.
+	leader, ok := platform.Identify(pgid)
+	if !ok {
+		leader = platform.Proc{PID: pgid}
+	}
+	if err := sink.SetHandle(ctx, leader.String()); err != nil {
 		// Nobody could cancel an untracked run: stop it. A cancelled ctx
 		// fails SetHandle too, and is just a cancellation.
 		if ctx.Err() == nil {
@@ -282,22 +284,22 @@ func (r *Runtime) runAgent(ctx context.Context, spec core.RunSpec, ws string, ar
 				return
 			case <-time.After(r.killGrace):
 			}
-			_ = signalGroup(pgid, syscall.SIGTERM)
+			_ = platform.StopGroup(pgid, false)
 			select {
 			case <-exited:
 			case <-time.After(r.killGrace):
-				_ = signalGroup(pgid, syscall.SIGKILL)
+				_ = platform.StopGroup(pgid, true)
 			}
 			return
 		}
 		signalled.Store(true)
-		_ = signalGroup(pgid, syscall.SIGTERM)
+		_ = platform.StopGroup(pgid, false)
 		t := time.NewTimer(r.killGrace)
 		defer t.Stop()
 		select {
 		case <-exited:
 		case <-t.C:
-			_ = signalGroup(pgid, syscall.SIGKILL)
+			_ = platform.StopGroup(pgid, true)
 		}
 	}()
 
@@ -307,7 +309,7 @@ func (r *Runtime) runAgent(ctx context.Context, spec core.RunSpec, ws string, ar
 	<-watched
 	// The run is over: whatever the agent left behind in its group goes too,
 	// and so lets go of the pipes.
-	_ = signalGroup(pgid, syscall.SIGKILL)
+	_ = platform.StopGroup(pgid, true)
 
 	drained := make(chan struct{})
 	go func() { wg.Wait(); close(drained) }()

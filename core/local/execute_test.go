@@ -1,3 +1,5 @@
+//go:build unix
+
 package local
 
 import (
@@ -257,8 +259,8 @@ func TestExecuteSetHandleFails(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "database is locked") {
 		t.Errorf("Execute error = %v", err)
 	}
-	pgid, _ := parseHandle(sink.handle())
-	eventually(t, "the agent to be gone", func() bool { return !running(pgid) })
+	h, _ := parseHandle(sink.handle())
+	eventually(t, "the agent to be gone", func() bool { return !running(h.PID) })
 }
 
 func TestExecuteOutputEdgeCases(t *testing.T) {

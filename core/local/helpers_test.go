@@ -1,3 +1,5 @@
+//go:build unix
+
 package local
 
 import (
@@ -9,11 +11,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/flapjack-dev/flapjack/core"
+	"github.com/flapjack-dev/flapjack/core/platform"
 )
 
 // TestMain keeps the machine's git configuration out of the tests: no global
@@ -237,9 +239,15 @@ func (s *fakeSink) lines(t *testing.T, typ core.EventType) []string {
 
 // killGroup kills a test's process group, whatever happened to the test.
 func killGroup(handle string) {
-	if pgid, ok := parseHandle(handle); ok && safeGroup(pgid) {
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	if h, ok := parseHandle(handle); ok && platform.SafeGroup(h.PID) {
+		_ = platform.StopGroup(h.PID, true)
 	}
+}
+
+// running reports whether pid is a process that has not exited.
+func running(pid int) bool {
+	_, ok := platform.Identify(pid)
+	return ok
 }
 
 // eventually polls cond for up to 10 s.

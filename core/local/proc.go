@@ -1,17 +1,11 @@
 package local
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/flapjack-dev/flapjack/core"
+	"github.com/flapjack-dev/flapjack/core/platform"
 )
 
 // pollInterval is how often a stopping process is checked.
@@ -24,133 +18,27 @@ const killWait = 5 * time.Second
 // tells a live run apart from an unrelated process that reused its pid.
 const sessionEnv = "FLAPJACK_SESSION_ID"
 
-// parseHandle reads a run handle: the agent's process group id.
-func parseHandle(h string) (int, bool) {
-	pgid, err := strconv.Atoi(strings.TrimSpace(h))
-	if err != nil || pgid <= 1 {
-		return 0, false
-	}
-	return pgid, true
-}
+// parseHandle reads a run handle: the agent's process group (its leader's
+// pid, pgid = pid) and the leader's start time when it was recorded.
+func parseHandle(h string) (platform.Proc, bool) { return platform.ParseProc(h) }
 
-// safeGroup reports whether pgid may be signalled: never init, never our own
-// group (that would stop the runner or the caller).
-func safeGroup(pgid int) bool {
-	return pgid > 1 && pgid != syscall.Getpgrp() && pgid != os.Getpid()
-}
-
-// signalGroup sends sig to every process of group pgid.
-func signalGroup(pgid int, sig syscall.Signal) error {
-	if !safeGroup(pgid) {
-		return fmt.Errorf("refusing to signal process group %d", pgid)
-	}
-	return syscall.Kill(-pgid, sig)
-}
-
-// procStat reads a process's state letter and process group from
-// /proc/<pid>/stat; ok is false when there is no such process.
-func procStat(pid int) (state byte, pgrp int, ok bool) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, 0, false
-	}
-	// The command name (field 2) is in parentheses and may hold anything.
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 {
-		return 0, 0, false
-	}
-	f := strings.Fields(string(data[i+1:]))
-	if len(f) < 3 || f[0] == "" {
-		return 0, 0, false
-	}
-	pgrp, err = strconv.Atoi(f[2])
-	if err != nil {
-		return 0, 0, false
-	}
-	return f[0][0], pgrp, true
-}
-
-// running reports whether pid is a process that has not exited; a zombie has
-// exited and only waits for its parent, which may be another process.
-func running(pid int) bool {
-	st, _, ok := procStat(pid)
-	return ok && st != 'Z' && st != 'X' && st != 'x'
-}
-
-// leaderRunning reports whether pgid's leader is running and still leads it.
-func leaderRunning(pgid int) bool {
-	st, pgrp, ok := procStat(pgid)
-	return ok && pgrp == pgid && st != 'Z' && st != 'X' && st != 'x'
-}
-
-// groupMembers lists the running processes of group pgid.
-func groupMembers(pgid int) []int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if st, pgrp, ok := procStat(pid); ok && pgrp == pgid && st != 'Z' && st != 'X' && st != 'x' {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
-// ownedBy reports whether pid belongs to the session's run: it carries the
-// session's marker in its environment, or works in the session's workspace
-// (for an agent that replaced its environment).
-func ownedBy(pid int, sessionID, ws string) bool {
-	proc := "/proc/" + strconv.Itoa(pid)
-	if env, err := os.ReadFile(proc + "/environ"); err == nil {
-		marker := []byte(sessionEnv + "=" + sessionID)
-		for _, kv := range bytes.Split(env, []byte{0}) {
-			if bytes.Equal(kv, marker) {
-				return true
-			}
-		}
-	}
-	cwd, err := os.Readlink(proc + "/cwd")
-	if err != nil {
+// ownsGroup reports whether the group a handle names is still the session's
+// run, so it may be stopped: its leader is the process the handle recorded
+// (same pid, same start time), or the leader is gone and the rest of its
+// group lives on (a group's id is not reused while the group exists). A
+// handle without a start time (from an older flapjack) is checked by what
+// the group's processes say about themselves, where the OS tells (markedBy).
+func ownsGroup(h platform.Proc, sessionID, ws string) bool {
+	if !platform.SafeGroup(h.PID) || !platform.GroupAlive(h.PID) {
 		return false
 	}
-	if real, err := filepath.EvalSymlinks(ws); err == nil {
-		ws = real
-	}
-	return cwd == ws || strings.HasPrefix(cwd, ws+string(filepath.Separator))
-}
-
-// markedGroup is the process group of a running process that carries the
-// session's marker in its environment, 0 when there is none.
-func markedGroup(sessionID string) int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0
-	}
-	marker := []byte(sessionEnv + "=" + sessionID)
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
+	if h.Start != 0 {
+		if _, running := platform.Identify(h.PID); !running {
+			return true
 		}
-		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
-		if err != nil || !bytes.Contains(env, marker) {
-			continue
-		}
-		for _, kv := range bytes.Split(env, []byte{0}) {
-			if bytes.Equal(kv, marker) {
-				if st, pgrp, ok := procStat(pid); ok && st != 'Z' && st != 'X' && st != 'x' && safeGroup(pgrp) {
-					return pgrp
-				}
-			}
-		}
+		return h.Running()
 	}
-	return 0
+	return markedBy(h.PID, sessionID, ws)
 }
 
 // watchLag is how long the runner may take to see that a run was cancelled
@@ -224,19 +112,20 @@ func (r *Runtime) Cancel(ctx context.Context, s core.Session, markCancelled func
 		}
 	}
 	for {
-		pgid, ok := parseHandle(handle)
-		if !ok || !safeGroup(pgid) || !leaderRunning(pgid) {
+		h, ok := parseHandle(handle)
+		if !ok || !platform.SafeGroup(h.PID) || !platform.GroupAlive(h.PID) {
 			// The agent may have started after the handle was read, before
 			// it was recorded: find its group by the session's marker.
-			pgid = markedGroup(s.ID)
+			h = platform.Proc{PID: markedGroup(s.ID)}
 		}
+		pgid := h.PID
 		if pgid != 0 && !stopped[pgid] {
 			stopped[pgid] = true
-			if ownedBy(pgid, s.ID, ws) {
+			if ownsGroup(h, s.ID, ws) {
 				r.log.InfoContext(ctx, "stopping agent", "session", s.ID, "pgid", pgid)
 				// Wait for the whole group, not just its leader: a child still
 				// exiting would make "stopped" untrue.
-				if err := r.stopGroup(ctx, pgid, func() bool { return len(groupMembers(pgid)) == 0 }); err != nil {
+				if err := r.stopGroup(ctx, pgid, func() bool { return !platform.GroupAlive(pgid) }); err != nil {
 					return err
 				}
 			} else {
@@ -263,26 +152,27 @@ func (r *Runtime) Cancel(ctx context.Context, s core.Session, markCancelled func
 	}
 }
 
-// stopGroup sends SIGTERM to group pgid, waits up to the kill grace for gone,
-// then sends SIGKILL and waits a bounded time again.
+// stopGroup asks group pgid to stop (SIGTERM, or CTRL_BREAK on Windows),
+// waits up to the kill grace for gone, then forces it and waits a bounded
+// time again.
 func (r *Runtime) stopGroup(ctx context.Context, pgid int, gone func() bool) error {
-	if err := signalGroup(pgid, syscall.SIGTERM); err != nil {
-		return nil // already gone (ESRCH) or not ours to signal
+	if err := platform.StopGroup(pgid, false); err != nil && !platform.GroupAlive(pgid) {
+		return nil // already gone, or not ours to stop
 	}
 	if done, err := waitUntil(ctx, r.killGrace, gone); done || err != nil {
 		if err != nil {
-			_ = signalGroup(pgid, syscall.SIGKILL)
+			_ = platform.StopGroup(pgid, true)
 		}
 		return err
 	}
-	r.log.InfoContext(ctx, "agent ignored SIGTERM; killing", "pgid", pgid)
-	_ = signalGroup(pgid, syscall.SIGKILL)
+	r.log.InfoContext(ctx, "agent ignored the request to stop; killing", "pgid", pgid)
+	_ = platform.StopGroup(pgid, true)
 	done, err := waitUntil(ctx, killWait, gone)
 	if err != nil {
 		return err
 	}
 	if !done {
-		r.log.WarnContext(ctx, "agent still running after SIGKILL", "pgid", pgid)
+		r.log.WarnContext(ctx, "agent still running after it was killed", "pgid", pgid)
 	}
 	return nil
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package local
 
 import (
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/flapjack-dev/flapjack/core"
+	"github.com/flapjack-dev/flapjack/core/platform"
 )
 
 // startExecute runs Execute in a goroutine and waits until the agent has
@@ -31,11 +34,11 @@ func startExecute(t *testing.T, r *Runtime, ctx context.Context, spec core.RunSp
 		out, err = r.Execute(ctx, spec, sink)
 	}()
 	child = childPid(t, sink)
-	pgid, ok := parseHandle(sink.handle())
-	if !ok {
-		t.Fatalf("handle %q", sink.handle())
+	h, ok := parseHandle(sink.handle())
+	if !ok || h.Start == 0 {
+		t.Fatalf("handle %q, want the leader's pid and start time", sink.handle())
 	}
-	return sink, pgid, child, func() (core.RunOutcome, error) {
+	return sink, h.PID, child, func() (core.RunOutcome, error) {
 		select {
 		case <-done:
 		case <-time.After(15 * time.Second):
@@ -211,8 +214,8 @@ func TestExecuteAdopted(t *testing.T) {
 	if out.Status != core.MessageError || out.Error != AdoptedError {
 		t.Errorf("outcome = %+v", out)
 	}
-	if n := len(groupMembers(pgid)); n != 0 {
-		t.Errorf("%d processes of the dead runner's agent still running", n)
+	if platform.GroupAlive(pgid) {
+		t.Error("processes of the dead runner's agent still run")
 	}
 	if len(sink.handles) != 0 {
 		t.Errorf("an adopted run started an agent: handles %v", sink.handles)
