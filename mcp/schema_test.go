@@ -183,3 +183,33 @@ func TestToolGoldens(t *testing.T) {
 		}
 	}
 }
+
+// TestOptionalInputsHaveOnePlainType: every optional input property of the
+// 13 tools declares one JSON type as a plain string, so clients that fill
+// arguments from the schema (the MCP Inspector's --tool-arg) send numbers,
+// booleans and objects, not strings. A required property may still admit
+// null (webhookUrl: null clears it).
+func TestOptionalInputsHaveOnePlainType(t *testing.T) {
+	for name, raw := range listToolsRaw(t) {
+		var tool struct {
+			InputSchema struct {
+				Properties map[string]struct {
+					Type json.RawMessage `json:"type"`
+				} `json:"properties"`
+				Required []string `json:"required"`
+			} `json:"inputSchema"`
+		}
+		if err := json.Unmarshal(raw, &tool); err != nil {
+			t.Fatal(err)
+		}
+		for p, ps := range tool.InputSchema.Properties {
+			if slices.Contains(tool.InputSchema.Required, p) {
+				continue
+			}
+			var typ string
+			if err := json.Unmarshal(ps.Type, &typ); err != nil || typ == "" || typ == "null" {
+				t.Errorf("%s.%s: type %s, want one plain type", name, p, ps.Type)
+			}
+		}
+	}
+}

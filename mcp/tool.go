@@ -104,6 +104,7 @@ func decode[In any](raw json.RawMessage, schema *jsonschema.Resolved) (In, *core
 	if len(raw) == 0 || string(raw) == "null" {
 		raw = json.RawMessage("{}")
 	}
+	raw = dropNulls(raw, schema.Schema().Required)
 	if err := validate(schema, raw); err != nil {
 		return v, core.Errorf(core.CodeValidation, "arguments: %s", schemaMessage(err, schema.Schema()))
 	}
@@ -246,6 +247,9 @@ func tuneInput(name string, s *jsonschema.Schema, props map[string]string) {
 			panic(fmt.Sprintf("tool %s: input property %q has no description", name, p))
 		}
 		ps.Description = desc
+		if !slices.Contains(s.Required, p) {
+			plainType(ps)
+		}
 		if l, ok := limits[p]; ok {
 			l(ps)
 		}
@@ -255,6 +259,47 @@ func tuneInput(name string, s *jsonschema.Schema, props map[string]string) {
 			panic(fmt.Sprintf("tool %s: description for unknown input property %q", name, p))
 		}
 	}
+}
+
+// plainType declares an optional property by its one type ("integer", not
+// ["null", "integer"]): clients that fill arguments from the schema (the
+// MCP Inspector turns --tool-arg since=8 into a number) read "type" as one
+// string. null is still accepted, and means omitted: decode drops it before
+// validating. A required property that may be null (webhookUrl: null clears
+// it) keeps its union, because there null means something.
+func plainType(s *jsonschema.Schema) {
+	if len(s.Types) == 2 && slices.Contains(s.Types, "null") {
+		s.Type = s.Types[0]
+		if s.Type == "null" {
+			s.Type = s.Types[1]
+		}
+		s.Types = nil
+	}
+}
+
+// dropNulls removes the optional top-level properties whose value is null:
+// an explicit null on an optional field means omitted, over MCP as over
+// REST. Anything but an object is left for the schema to refuse.
+func dropNulls(raw json.RawMessage, required []string) json.RawMessage {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(raw, &fields) != nil || fields == nil {
+		return raw
+	}
+	dropped := false
+	for k, v := range fields {
+		if string(v) == "null" && !slices.Contains(required, k) {
+			delete(fields, k)
+			dropped = true
+		}
+	}
+	if !dropped {
+		return raw
+	}
+	out, err := json.Marshal(fields)
+	if err != nil {
+		return raw
+	}
+	return out
 }
 
 // inputLimits are schema keywords for input properties, by name; the Service

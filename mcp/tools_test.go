@@ -555,3 +555,27 @@ func TestListEventsWait(t *testing.T) {
 		}
 	})
 }
+
+// TestExplicitNullMeansOmitted: null on any optional argument is taken as
+// if it were not there, on every kind of field.
+func TestExplicitNullMeansOmitted(t *testing.T) {
+	e := newEnv(t)
+	agent := callOK[core.CodeAgent](e, "flapjack_create_code_agent", map[string]any{
+		"name": nil, "defaultRepoUrl": "https://github.com/acme/app", "modelParams": nil, "autoCreatePR": nil, "preamble": nil,
+	})
+	plain := e.createAgent(nil)
+	if diff := cmp.Diff(plain, agent, cmpopts.IgnoreFields(core.CodeAgent{}, "ID", "CreatedAt", "UpdatedAt")); diff != "" {
+		t.Errorf("agent from nulls differs from one without them (-without +with):\n%s", diff)
+	}
+	sid := e.startSession(agent.ID, core.StatusFinished, false)
+	list := callOK[sessionList](e, "flapjack_list_code_sessions", map[string]any{"codeAgentId": nil, "status": nil, "archived": nil, "limit": nil})
+	if len(list.CodeSessions) != 1 || list.CodeSessions[0].ID != sid {
+		t.Errorf("list with nulls: %+v", list.CodeSessions)
+	}
+	events := callOK[struct {
+		Events []core.Event `json:"events"`
+	}](e, "flapjack_list_code_session_events", map[string]any{"codeSessionId": sid, "since": nil, "limit": nil, "waitSeconds": nil})
+	if len(events.Events) == 0 {
+		t.Error("events with nulls: none")
+	}
+}
