@@ -64,7 +64,7 @@ func TestMCPInspectorPassesTypedArguments(t *testing.T) {
 			t.Fatalf("%s %v: %v\n%s", tool, args, err, out)
 		}
 		var res struct {
-			IsError           bool           `json:"isError"`
+			IsError           bool `json:"isError"`
 			Content           []struct{ Text string }
 			StructuredContent map[string]any `json:"structuredContent"`
 		}
