@@ -165,25 +165,11 @@ func openBox(ctx context.Context, dataDir string, cfg settings, st interface {
 // runtime needs the box (Cancel and Archive open a session's key outside the
 // runner) and reads sessions and its call journal from the store.
 func buildRuntimes(cfg settings, dataDir string, box *core.Box, st *store.Store, logger *slog.Logger) (map[string]core.Runtime, error) {
-	version, _ := buildVersion()
-	lr, err := local.New(local.Config{
-		WorkspaceRoot:  filepath.Join(dataDir, "workspaces"),
-		RepoRoot:       filepath.Join(dataDir, "repos"),
-		Agent:          cfg.LocalAgent,
-		Bin:            cfg.LocalBin,
-		Command:        cfg.LocalCommand,
-		KillGrace:      cfg.KillGrace,
-		GitHubToken:    cfg.GitHubToken,
-		GitHubAPIURL:   cfg.GitHubAPIURL,
-		Sessions:       st,
-		Logger:         logger,
-		ACPPermissions: cfg.ACPPermissions,
-		AgentEnv:       cfg.AgentEnv,
-		Version:        version,
-	})
+	lr, err := newLocalRuntime(cfg, dataDir, st, logger)
 	if err != nil {
 		return nil, usageError{err}
 	}
+	version, _ := buildVersion()
 	cr, err := cloud.New(cloud.Config{
 		BaseURL:  cfg.CursorAPIURL,
 		Box:      box,
@@ -196,6 +182,27 @@ func buildRuntimes(cfg settings, dataDir string, box *core.Box, st *store.Store,
 		return nil, usageError{fmt.Errorf("FLAPJACK_CURSOR_API_URL: %w", err)}
 	}
 	return map[string]core.Runtime{core.RuntimeLocal: lr, core.RuntimeCloud: cr}, nil
+}
+
+// newLocalRuntime configures the local runtime; sessions may be nil where
+// nothing runs (flapjack doctor).
+func newLocalRuntime(cfg settings, dataDir string, sessions local.SessionGetter, logger *slog.Logger) (*local.Runtime, error) {
+	version, _ := buildVersion()
+	return local.New(local.Config{
+		WorkspaceRoot:  filepath.Join(dataDir, "workspaces"),
+		RepoRoot:       filepath.Join(dataDir, "repos"),
+		Agent:          cfg.LocalAgent,
+		Bin:            cfg.LocalBin,
+		Command:        cfg.LocalCommand,
+		KillGrace:      cfg.KillGrace,
+		GitHubToken:    cfg.GitHubToken,
+		GitHubAPIURL:   cfg.GitHubAPIURL,
+		Sessions:       sessions,
+		Logger:         logger,
+		ACPPermissions: cfg.ACPPermissions,
+		AgentEnv:       cfg.AgentEnv,
+		Version:        version,
+	})
 }
 
 func keys[V any](m map[string]V) []string {

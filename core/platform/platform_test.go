@@ -247,3 +247,13 @@ func TestDiskUse(t *testing.T) {
 		t.Errorf("hard links: %v %v, %v %v; want one identity", ida, oka, idb, okb)
 	}
 }
+
+func TestFreeSpace(t *testing.T) {
+	free, err := FreeSpace(t.TempDir())
+	if err != nil || free == 0 {
+		t.Errorf("FreeSpace = %d, %v", free, err)
+	}
+	if _, err := FreeSpace(filepath.Join(t.TempDir(), "missing")); err == nil {
+		t.Error("FreeSpace of a missing directory: no error")
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 func sysAttr(cmd *exec.Cmd) *syscall.SysProcAttr {
@@ -64,3 +66,13 @@ func diskUse(fi fs.FileInfo) (id [2]uint64, bytes int64, ok bool) {
 // Terminate asks process pid to stop (SIGTERM); flapjack's own processes
 // then finish what they are doing and exit.
 func Terminate(pid int) error { return syscall.Kill(pid, syscall.SIGTERM) }
+
+// FreeSpace is how many bytes an unprivileged user may still write on the
+// file system that holds dir.
+func FreeSpace(dir string) (uint64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	return uint64(st.Bavail) * uint64(st.Bsize), nil
+}

@@ -137,3 +137,17 @@ func Terminate(pid int) error {
 	defer p.Release()
 	return p.Kill()
 }
+
+// FreeSpace is how many bytes the user may still write on the volume that
+// holds dir.
+func FreeSpace(dir string) (uint64, error) {
+	p, err := windows.UTF16PtrFromString(dir)
+	if err != nil {
+		return 0, err
+	}
+	var free, total, totalFree uint64
+	if err := windows.GetDiskFreeSpaceEx(p, &free, &total, &totalFree); err != nil {
+		return 0, err
+	}
+	return free, nil
+}
