@@ -133,7 +133,7 @@ Without a subcommand it runs the MCP server over stdio (same as "flapjack mcp").
 	pf.StringVar(&g.dataDir, "data-dir", envOr("FLAPJACK_DATA_DIR", defaultDataDir()), "data directory (env FLAPJACK_DATA_DIR)")
 	pf.StringVar(&g.logLevel, "log-level", envOr("FLAPJACK_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env FLAPJACK_LOG_LEVEL)")
 	root.AddCommand(newMCPCmd(g), newRunnerCmd(g), newVersionCmd(g), newServeCmd(g), newTokenCmd(g), newOrgCmd(g), newUserCmd(g))
-	root.AddCommand(newAgentsCmd(g), newSessionsCmd(g), newWebhookCmd(g), newDoctorCmd(g))
+	root.AddCommand(newAgentsCmd(g), newSessionsCmd(g), newWebhookCmd(g), newDoctorCmd(g), newSetupCmd(g))
 	return root
 }
 
