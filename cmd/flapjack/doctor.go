@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/tailscale/hujson"
 
 	"github.com/flapjack-dev/flapjack/core"
 	"github.com/flapjack-dev/flapjack/core/platform"
@@ -344,7 +344,8 @@ func flapjackCommand(path string, raw []byte) (string, bool) {
 			Command string `json:"command"`
 		} `json:"servers"`
 	}
-	if json.Unmarshal(stripJSONComments(raw), &doc) != nil {
+	std, err := hujson.Standardize(raw) // comments and trailing commas allowed
+	if err != nil || json.Unmarshal(std, &doc) != nil {
 		return "", false
 	}
 	for _, m := range []map[string]struct {
@@ -356,44 +357,3 @@ func flapjackCommand(path string, raw []byte) (string, bool) {
 	}
 	return "", false
 }
-
-// stripJSONComments blanks // and /* */ comments outside strings and drops
-// trailing commas, as JSON-with-comments files (VS Code's) allow them.
-func stripJSONComments(raw []byte) []byte {
-	out := make([]byte, 0, len(raw))
-	inString, escaped := false, false
-	for i := 0; i < len(raw); i++ {
-		c := raw[i]
-		switch {
-		case inString:
-			out = append(out, c)
-			if escaped {
-				escaped = false
-			} else if c == '\\' {
-				escaped = true
-			} else if c == '"' {
-				inString = false
-			}
-		case c == '"':
-			inString = true
-			out = append(out, c)
-		case c == '/' && i+1 < len(raw) && raw[i+1] == '/':
-			for i < len(raw) && raw[i] != '\n' {
-				i++
-			}
-			out = append(out, '\n')
-		case c == '/' && i+1 < len(raw) && raw[i+1] == '*':
-			end := bytes.Index(raw[i+2:], []byte("*/"))
-			if end < 0 {
-				return out
-			}
-			i += end + 3
-		default:
-			out = append(out, c)
-		}
-	}
-	return trailingComma.ReplaceAll(out, []byte("$1"))
-}
-
-// trailingComma is a comma before a closing brace or bracket.
-var trailingComma = regexp.MustCompile(`,(\s*[}\]])`)
