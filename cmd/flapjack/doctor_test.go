@@ -122,7 +122,7 @@ func TestFlapjackCommandFromConfigs(t *testing.T) {
 		found            bool
 	}{
 		{"mcp.json", `{"mcpServers":{"flapjack":{"command":"/usr/bin/flapjack"}}}`, "/usr/bin/flapjack", true},
-		{"mcp.json", `{"servers":{"flapjack":{"type":"stdio","command":"flapjack"}}} // vs code`, "flapjack", true},
+		{"mcp.json", "{\"servers\":{\"flapjack\":{\"type\":\"stdio\",\"command\":\"flapjack\",},},} // vs code\n", "flapjack", true},
 		{"mcp.json", `{"mcpServers":{"other":{"command":"x"}}}`, "", false},
 		{"mcp.json", `{"mcpServers":{"flapjack":{"command":"a//b /*c*/"}}}`, "a//b /*c*/", true},
 		{"config.toml", "# codex\n[mcp_servers.other]\ncommand = \"x\"\n\n[mcp_servers.flapjack]\nargs = []\ncommand = \"C:\\\\bin\\\\flapjack.exe\"\n", `C:\bin\flapjack.exe`, true},
