@@ -253,7 +253,12 @@ func checkDisk(dataDir string) check {
 	if err != nil {
 		return check{Name: "disk", OK: true, Detail: "free space unknown: " + err.Error()}
 	}
-	detail := fmt.Sprintf("%.1f GiB free for %s", float64(free)/(1<<30), dataDir)
+	ws := measure(filepath.Join(dataDir, "workspaces"), func(name string, dir bool) bool { return dir && !strings.HasPrefix(name, ".") })
+	repos := measure(filepath.Join(dataDir, "repos"), func(name string, dir bool) bool {
+		return dir && strings.HasSuffix(name, ".git") && !strings.HasPrefix(name, ".")
+	})
+	detail := fmt.Sprintf("%.1f GiB free for %s; workspaces %d (%.1f MiB), cached clones %d (%.1f MiB)",
+		float64(free)/(1<<30), dataDir, ws.Count, float64(ws.Bytes)/(1<<20), repos.Count, float64(repos.Bytes)/(1<<20))
 	if free < minFreeBytes {
 		return check{Name: "disk", Detail: detail, Fix: "free some space, or archive finished local sessions (their workspaces are removed)"}
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/flapjack-dev/flapjack/core"
+	"github.com/flapjack-dev/flapjack/core/platform"
 )
 
 // Agent names: FLAPJACK_LOCAL_AGENT and a template's modelParams.agent.
@@ -262,9 +263,11 @@ func lookPath(name, path string) (string, error) {
 		if dir == "" {
 			continue // the current directory is never searched
 		}
-		p := filepath.Join(dir, name)
-		if checkExecutable(p) == nil {
-			return filepath.Abs(p)
+		for _, file := range platform.ExecutableNames(name) {
+			p := filepath.Join(dir, file)
+			if checkExecutable(p) == nil {
+				return filepath.Abs(p)
+			}
 		}
 	}
 	return "", fmt.Errorf("%s not found", name)
@@ -276,7 +279,7 @@ func checkExecutable(p string) error {
 	if err != nil {
 		return errors.New("no such file")
 	}
-	if fi.IsDir() || fi.Mode()&0o111 == 0 {
+	if !platform.IsExecutable(fi) {
 		return errors.New("not an executable file")
 	}
 	return nil

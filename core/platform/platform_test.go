@@ -257,3 +257,27 @@ func TestFreeSpace(t *testing.T) {
 		t.Error("FreeSpace of a missing directory: no error")
 	}
 }
+
+// TestExecutables: a command's file is found under one of its executable
+// names and counts as executable; a plain data file does not.
+func TestExecutables(t *testing.T) {
+	dir := t.TempDir()
+	names := ExecutableNames("agent")
+	if len(names) == 0 {
+		t.Fatal("no executable names")
+	}
+	exe := filepath.Join(dir, names[len(names)-1])
+	if err := os.WriteFile(exe, []byte("x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "agent.txt")
+	if err := os.WriteFile(data, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fe, _ := os.Stat(exe)
+	fd, _ := os.Stat(data)
+	fdir, _ := os.Stat(dir)
+	if !IsExecutable(fe) || IsExecutable(fd) || IsExecutable(fdir) {
+		t.Errorf("executable %v, data file %v, directory %v; want true, false, false", IsExecutable(fe), IsExecutable(fd), IsExecutable(fdir))
+	}
+}

@@ -76,3 +76,11 @@ func FreeSpace(dir string) (uint64, error) {
 	}
 	return uint64(st.Bavail) * uint64(st.Bsize), nil
 }
+
+// ExecutableNames are the file names a command called name may have: name
+// itself.
+func ExecutableNames(name string) []string { return []string{name} }
+
+// IsExecutable reports whether a file may be run: a regular file with an
+// execute bit.
+func IsExecutable(fi fs.FileInfo) bool { return fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 }

@@ -7,6 +7,9 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"unsafe"
 
@@ -150,4 +153,41 @@ func FreeSpace(dir string) (uint64, error) {
 		return 0, err
 	}
 	return free, nil
+}
+
+// pathExt is the extensions Windows runs, from PATHEXT (npm installs agent
+// CLIs as .cmd shims).
+func pathExt() []string {
+	v := os.Getenv("PATHEXT")
+	if v == "" {
+		v = ".COM;.EXE;.BAT;.CMD"
+	}
+	var out []string
+	for _, e := range strings.Split(strings.ToLower(v), ";") {
+		if e != "" && strings.HasPrefix(e, ".") {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// ExecutableNames are the file names a command called name may have: name
+// with each PATHEXT extension (claude.cmd, codex.exe), or name itself when
+// it has one already.
+func ExecutableNames(name string) []string {
+	ext := strings.ToLower(filepath.Ext(name))
+	if ext != "" && slices.Contains(pathExt(), ext) {
+		return []string{name}
+	}
+	var out []string
+	for _, e := range pathExt() {
+		out = append(out, name+e)
+	}
+	return out
+}
+
+// IsExecutable reports whether a file may be run: a regular file whose
+// extension is in PATHEXT.
+func IsExecutable(fi fs.FileInfo) bool {
+	return fi.Mode().IsRegular() && slices.Contains(pathExt(), strings.ToLower(filepath.Ext(fi.Name())))
 }
