@@ -15,7 +15,9 @@ import (
 func TestGoInstallNamesTheVersion(t *testing.T) {
 	top, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
 	if err != nil {
-		t.Fatalf("not in a git checkout: %v", err)
+		// Go stamps the version from the repository's history; a source
+		// tree without one (an unpacked archive) has nothing to stamp.
+		t.Skipf("not in a git checkout, so there is no version to stamp: %v", err)
 	}
 	clone := filepath.Join(t.TempDir(), "flapjack")
 	if out, err := exec.Command("git", "clone", "--quiet", strings.TrimSpace(string(top)), clone).CombinedOutput(); err != nil {
