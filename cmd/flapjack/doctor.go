@@ -265,6 +265,10 @@ func checkDisk(dataDir string) check {
 	return check{Name: "disk", OK: true, Detail: detail}
 }
 
+// maxEditorConfig bounds an editor configuration doctor reads (Claude
+// Code's ~/.claude.json grows with its history, but not to this).
+const maxEditorConfig = 32 << 20
+
 // editorConfig is where a client keeps its MCP servers.
 type editorConfig struct {
 	client string
@@ -293,6 +297,9 @@ func checkEditors() []check {
 	}
 	var out []check
 	for _, ec := range editorConfigs() {
+		if fi, err := os.Stat(ec.path); err != nil || fi.Size() > maxEditorConfig {
+			continue
+		}
 		raw, err := os.ReadFile(ec.path)
 		if err != nil {
 			continue

@@ -84,6 +84,7 @@ func runSetup(g *globals, client string, o setupOptions) error {
 			return usageError{fmt.Errorf("--env %s: it is not set in this environment", name)}
 		}
 		entry.env[name] = v
+		g.redactor.Add(v) // --dry-run prints the file; a value asked for is still a secret there
 	}
 	home, err := os.UserHomeDir()
 	if err != nil {

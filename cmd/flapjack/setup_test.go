@@ -189,3 +189,20 @@ func TestSetupThenDoctor(t *testing.T) {
 		t.Errorf("doctor's editor check after setup: %+v", ed)
 	}
 }
+
+// TestSetupDryRunHidesValues: --dry-run shows the file it would write, with
+// the values --env asked for hidden, and writes nothing.
+func TestSetupDryRunHidesValues(t *testing.T) {
+	home := t.TempDir()
+	const secret = "my-private-token-0123456789abcdef"
+	r := setupCLI(t, home, home, "", []string{"MY_TOKEN=" + secret}, "setup", "cursor", "--env", "MY_TOKEN", "--dry-run")
+	if r.code != 0 || !strings.Contains(r.stdout, "would write") || !strings.Contains(r.stdout, "MY_TOKEN") {
+		t.Fatalf("dry run: %+v", r)
+	}
+	if strings.Contains(r.stdout+r.stderr, secret) {
+		t.Error("the dry run printed the value")
+	}
+	if _, err := os.Stat(filepath.Join(home, ".cursor", "mcp.json")); err == nil {
+		t.Error("the dry run wrote the file")
+	}
+}
