@@ -18,9 +18,9 @@ const (
 	DefaultStartingRef = "main"
 	MaxModelIDChars    = 200
 	MaxKeyChars        = 1_000
-	// pollInterval is how often a long-poll re-reads the log; events may be
-	// written by a runner in another process, so there is nothing to wait on.
-	pollInterval = 50 * time.Millisecond
+	// safetyPoll is how often a long-poll re-reads the log even when the
+	// store's Watch did not fire: a safety net, not the way events arrive.
+	safetyPoll = 2 * time.Second
 	// maxRetries bounds compare-and-set retries after lost races.
 	maxRetries = 8
 )
@@ -739,11 +739,20 @@ func (s *Service) ListEvents(ctx context.Context, a Actor, id string, in EventsI
 	q := EventQuery{SessionID: id, Since: since, MessageID: in.MessageID, Limit: limit, MaxBytes: MaxEventPageBytes}
 	deadline := time.Now().Add(time.Duration(wait) * time.Second)
 	for {
+		// Subscribe before reading, so an event committed after the read
+		// wakes this wait at once.
+		var changed <-chan struct{}
+		stop := func() {}
+		if wait > 0 {
+			changed, stop = s.cfg.Store.Watch(id)
+		}
 		evs, err := s.cfg.Store.ListEvents(ctx, q)
 		if err != nil {
+			stop()
 			return EventPage{}, s.internal(ctx, "list events", err)
 		}
 		if len(evs) > 0 || wait == 0 || !time.Now().Before(deadline) {
+			stop()
 			page := EventPage{Events: evs, LastSeq: since}
 			if len(evs) > 0 {
 				page.LastSeq = evs[len(evs)-1].Seq
@@ -752,14 +761,25 @@ func (s *Service) ListEvents(ctx context.Context, a Actor, id string, in EventsI
 			}
 			return page, nil
 		}
-		t := time.NewTimer(min(pollInterval, time.Until(deadline)))
+		t := time.NewTimer(min(safetyPoll, time.Until(deadline)))
 		select {
 		case <-ctx.Done():
 			t.Stop()
+			stop()
 			return EventPage{}, ctx.Err()
+		case <-changed:
 		case <-t.C:
 		}
+		t.Stop()
+		stop()
 	}
+}
+
+// WatchSession returns a channel closed at the next commit that may have
+// changed the session, for a reader that follows it (an event stream); stop
+// releases it. Subscribe before reading. The caller has checked access.
+func (s *Service) WatchSession(id string) (changed <-chan struct{}, stop func()) {
+	return s.cfg.Store.Watch(id)
 }
 
 // MaxEventPageBytes bounds the payloads of one events page: a page ends

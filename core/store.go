@@ -49,6 +49,12 @@ type Store interface {
 	// SetRunHandle records the active run's handle and bumps Version, so a
 	// change decided before the handle existed cannot erase it.
 	SetRunHandle(ctx context.Context, sessionID, handle string) error
+	// Watch returns a channel closed at the next commit that may have changed
+	// the session (its row, messages or events), and a function to call once
+	// done waiting. Subscribe first, then read: a commit after the read then
+	// always closes the channel. Commits in this process close it at once,
+	// other processes' within tens of milliseconds.
+	Watch(sessionID string) (changed <-chan struct{}, stop func())
 	// DataVersion changes whenever another connection commits; the runner polls it
 	// to notice new work cheaply.
 	DataVersion(ctx context.Context) (int64, error)

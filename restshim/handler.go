@@ -25,9 +25,9 @@ type Options struct {
 	// Heartbeat is the interval of comment lines on idle event streams, so
 	// proxies and clients can tell a quiet stream from a dead one (15 s).
 	Heartbeat time.Duration
-	// StreamPoll is how often an event stream re-reads the log (100 ms).
-	// Events may be written by a runner in another process, so there is
-	// nothing to wait on.
+	// StreamPoll is how often an event stream re-reads the log when no
+	// commit woke it (2 s): a safety net, since commits (this process's at
+	// once, other processes' within tens of milliseconds) wake streams.
 	StreamPoll time.Duration
 	// StreamWriteTimeout bounds each write of an event stream: a client that
 	// stops reading is dropped after it (30 s).
@@ -77,7 +77,7 @@ func New(svc *core.Service, auth Authenticator, opts Options) *Handler {
 		opts.Heartbeat = 15 * time.Second
 	}
 	if opts.StreamPoll <= 0 {
-		opts.StreamPoll = 100 * time.Millisecond
+		opts.StreamPoll = 2 * time.Second
 	}
 	if opts.StreamWriteTimeout <= 0 {
 		opts.StreamWriteTimeout = 30 * time.Second

@@ -43,6 +43,10 @@ func (h *Handler) streamEvents(w http.ResponseWriter, r *http.Request, a core.Ac
 		zero := int64(0)
 		since = &zero
 	}
+	// Subscribe before the first read, so nothing committed after it is
+	// missed. A commit wakes the stream at once; there is no polling delay.
+	changed, stopWatch := h.svc.WatchSession(id)
+	defer func() { stopWatch() }()
 	// Read once before answering: access, the session's existence and since
 	// are checked here, and fail as ordinary JSON errors.
 	limit := core.MaxEventLimit
@@ -88,7 +92,11 @@ func (h *Handler) streamEvents(w http.ResponseWriter, r *http.Request, a core.Ac
 	lastWrite := time.Now()
 	poll := time.NewTimer(time.Hour)
 	defer poll.Stop()
-	for {
+	for first := true; ; first = false {
+		if !first {
+			stopWatch()
+			changed, stopWatch = h.svc.WatchSession(id)
+		}
 		// The session is read before its events: every event up to its
 		// last_event_seq is then in the log, so "terminal and all sent"
 		// cannot skip one.
@@ -128,13 +136,14 @@ func (h *Handler) streamEvents(w http.ResponseWriter, r *http.Request, a core.Ac
 			}
 			lastWrite = time.Now()
 		}
-		poll.Reset(min(h.opts.StreamPoll, h.opts.Heartbeat))
+		poll.Reset(min(h.opts.StreamPoll, h.opts.Heartbeat-time.Since(lastWrite)))
 		select {
 		case <-ctx.Done():
 			return
 		case <-h.closing:
 			s.comment("server shutting down; reconnect with Last-Event-ID")
 			return
+		case <-changed:
 		case <-poll.C:
 		}
 	}

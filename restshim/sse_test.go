@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/flapjack-dev/flapjack/core"
+	"github.com/flapjack-dev/flapjack/store"
 )
 
 // stream opens the event stream and returns its events as they arrive.
@@ -242,6 +243,69 @@ func TestStreamClosesOnShutdown(t *testing.T) {
 	}
 	if err := <-s.done; err != nil || !strings.Contains(last.comment, "shutting down") {
 		t.Errorf("stream end = %v, last %+v", err, last)
+	}
+	e.must(200, "POST", "/api/code-sessions/"+st.SessionID+"/cancel", nil, nil)
+}
+
+// TestCommitsWakeStreamsAndLongPolls: with the safety-net poll an hour
+// away, an event committed by this process or by another one (a second
+// Store on the file) still reaches an open stream and a waiting long-poll
+// at once: readers are woken by the commit, not by a timer.
+func TestCommitsWakeStreamsAndLongPolls(t *testing.T) {
+	e := newEnv(t, withOptions(func(o *Options) { o.StreamPoll = time.Hour }))
+	st := e.start(e.agent(), "block")
+	d := e.waitStatus(st.SessionID, core.StatusRunning)
+	s := openStream(t, e.srv.URL+"/api/code-sessions/"+st.SessionID+"/events/stream", e.token)
+	for seen := int64(0); seen < d.LastEventSeq; {
+		ev := <-s.events
+		if n, err := strconv.ParseInt(ev.id, 10, 64); err == nil {
+			seen = n
+		}
+	}
+	other, err := store.Open(e.dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	for _, w := range []struct {
+		name string
+		st   *store.Store
+	}{{"this process", e.store}, {"another process", other}} {
+		// A long-poll that waits, then the commit.
+		cur, err := e.store.GetSession(context.Background(), st.SessionID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		polled := make(chan resp, 1)
+		go func() {
+			polled <- e.do("GET", fmt.Sprintf("/api/code-sessions/%s/events?since=%d&wait=20", st.SessionID, cur.LastEventSeq), e.token, nil)
+		}()
+		time.Sleep(100 * time.Millisecond) // the poll is waiting
+		start := time.Now()
+		if _, err := w.st.AppendEvents(context.Background(), st.SessionID,
+			[]core.EventInput{{Type: core.EventStdout, Payload: json.RawMessage(`{"line":"` + w.name + `"}`)}}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case ev := <-s.events:
+			if !strings.Contains(ev.data, w.name) {
+				t.Fatalf("stream got %+v, want the line from %s", ev, w.name)
+			}
+			t.Logf("%s: stream got the event after %v", w.name, time.Since(start))
+		case <-time.After(time.Second):
+			t.Fatalf("%s: the stream did not get a committed event within 1 s", w.name)
+		}
+		select {
+		case r := <-polled:
+			var page core.EventPage
+			r.decode(t, &page)
+			if len(page.Events) != 1 || !strings.Contains(string(page.Events[0].Payload), w.name) {
+				t.Fatalf("%s: long-poll answered %+v", w.name, page)
+			}
+			t.Logf("%s: long-poll answered after %v", w.name, time.Since(start))
+		case <-time.After(time.Second):
+			t.Fatalf("%s: the long-poll did not answer within 1 s of the commit (its safety poll is 2 s)", w.name)
+		}
 	}
 	e.must(200, "POST", "/api/code-sessions/"+st.SessionID+"/cancel", nil, nil)
 }

@@ -31,7 +31,7 @@ func (s *Store) AppendEvents(ctx context.Context, sessionID string, events []cor
 		return []core.Event{}, nil
 	}
 	var out []core.Event
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeSession(ctx, sessionID, func(tx *sql.Tx) error {
 		var err error
 		out, err = appendEvents(ctx, tx, sessionID, events)
 		return err

@@ -39,14 +39,16 @@ type ReadCache struct {
 
 	shmPath string
 
-	mu       sync.Mutex
-	shm      *os.File
-	header   [walHeaderBytes]byte
-	dv       int64     // data_version at the last probe
-	probed   time.Time // when data_version was last asked
-	sessions map[string]core.Session
-	messages map[string][]core.Message
-	actors   map[string]cachedActor
+	mu     sync.Mutex
+	shm    *os.File
+	header [walHeaderBytes]byte
+	dv     int64     // data_version at the last probe
+	probed time.Time // when data_version was last asked
+	// probedHeader is the header at that probe.
+	probedHeader [walHeaderBytes]byte
+	sessions     map[string]core.Session
+	messages     map[string][]core.Message
+	actors       map[string]cachedActor
 }
 
 type cachedActor struct {
@@ -120,8 +122,8 @@ func (c *ReadCache) fresh(ctx context.Context) (gen [walHeaderBytes]byte, ok boo
 		return gen, false
 	}
 	if h != c.header {
+		c.forget(c.header, h)
 		c.header = h
-		c.clear()
 	}
 	if time.Since(c.probed) >= probeEvery {
 		if !c.probe(ctx) {
@@ -132,6 +134,26 @@ func (c *ReadCache) fresh(ctx context.Context) (gen [walHeaderBytes]byte, ok boo
 	return c.header, true
 }
 
+// forget drops what changed between two headers: when this process's own
+// commits explain the change, only the sessions they touched (and the
+// actors, if anything else was written); otherwise everything. So a server
+// whose runner writes four sessions' events keeps every other session's
+// answers. The caller holds c.mu.
+func (c *ReadCache) forget(from, to [walHeaderBytes]byte) {
+	sessions, other, ok := c.Store.commits.explainNow(from, to)
+	if !ok {
+		c.clear()
+		return
+	}
+	for _, id := range sessions {
+		delete(c.sessions, id)
+		delete(c.messages, id)
+	}
+	if other {
+		c.actors = map[string]cachedActor{}
+	}
+}
+
 // probe is the safety net: ask SQLite itself, and follow a replaced -shm
 // file. It reports false when the cache cannot be trusted right now.
 func (c *ReadCache) probe(ctx context.Context) bool {
@@ -139,10 +161,12 @@ func (c *ReadCache) probe(ctx context.Context) bool {
 	if err != nil {
 		return false
 	}
-	if c.dv != -1 && dv != c.dv {
+	// A commit always moves the header too; data_version moving alone
+	// means the header cannot be trusted, so nothing remembered can be.
+	if c.dv != -1 && dv != c.dv && c.header == c.probedHeader {
 		c.clear()
 	}
-	c.dv, c.probed = dv, time.Now()
+	c.dv, c.probed, c.probedHeader = dv, time.Now(), c.header
 	cur, err1 := c.shm.Stat()
 	now, err2 := os.Stat(c.shmPath)
 	if err1 != nil || err2 != nil {

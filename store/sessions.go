@@ -29,7 +29,7 @@ func (s *Store) CreateSession(ctx context.Context, sess core.Session, first core
 		return nil, wrap("create session", err)
 	}
 	var out []core.Event
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	err = s.writeSession(ctx, sess.ID, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO sessions (`+sessionColumns+`)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?, ?, ?, ?, ?, ?)`,
 			sess.ID, sess.OrgID, sess.CodeAgentID, strArg(sess.CursorAgentID), sess.RepoURL, sess.StartingRef,
@@ -132,7 +132,7 @@ func (s *Store) ListMessages(ctx context.Context, sessionID string) ([]core.Mess
 func (s *Store) Apply(ctx context.Context, c core.Change) ([]core.Event, error) {
 	sess := c.Session
 	var out []core.Event
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeSession(ctx, sess.ID, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE sessions SET status = ?, cursor_agent_id = ?,
 			latest_run_id = ?, pr_url = ?, pr_branch = ?, error = ?, archived = ?, webhook_url = ?,
 			started_at = ?, completed_at = ?, cursor_key_ciphertext = ?, run_handle = ?,
@@ -203,7 +203,7 @@ func (s *Store) checkpoint(ctx context.Context) error {
 // instead of silently erasing the handle (which would make the run uncancellable
 // from another process).
 func (s *Store) SetRunHandle(ctx context.Context, sessionID, handle string) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeSession(ctx, sessionID, func(tx *sql.Tx) error {
 		return mustAffect(tx.ExecContext(ctx, `UPDATE sessions SET run_handle = ?, version = version + 1 WHERE id = ?`, handle, sessionID))
 	})
 	return wrap("set run handle of "+sessionID, err)

@@ -56,6 +56,9 @@ type Store struct {
 	dvMu   sync.Mutex
 	dvConn *sql.Conn
 
+	// commits tells waiters and the ReadCache what each commit changed.
+	commits *commits
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -87,6 +90,12 @@ func Open(path string) (*Store, error) {
 	}
 	s.dvConn, err = db.Conn(ctx)
 	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	// The -shm file exists once the database is open in WAL mode.
+	if s.commits, err = newCommits(path + "-shm"); err != nil {
+		s.dvConn.Close()
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
@@ -141,7 +150,7 @@ func (s *Store) Close() error {
 		s.dvMu.Lock()
 		err := s.dvConn.Close()
 		s.dvMu.Unlock()
-		s.closeErr = errors.Join(err, s.db.Close())
+		s.closeErr = errors.Join(err, s.commits.close(), s.db.Close())
 	})
 	return s.closeErr
 }
@@ -271,8 +280,19 @@ func (s *Store) migrate(ctx context.Context) error {
 }
 
 // write runs fn in one IMMEDIATE transaction (the DSN's _txlock), committing
-// when fn returns nil and rolling back otherwise.
+// when fn returns nil and rolling back otherwise. fn must not change a
+// session, its messages or its events: those go through writeSession.
 func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return s.writeScoped(ctx, writeScope{}, fn)
+}
+
+// writeSession is write for a transaction that changes one session (its row,
+// messages or events): its waiters are woken once it commits.
+func (s *Store) writeSession(ctx context.Context, sessionID string, fn func(tx *sql.Tx) error) error {
+	return s.writeScoped(ctx, writeScope{session: sessionID}, fn)
+}
+
+func (s *Store) writeScoped(ctx context.Context, scope writeScope, fn func(tx *sql.Tx) error) error {
 	select {
 	case s.writeSem <- struct{}{}:
 	case <-ctx.Done():
@@ -283,11 +303,27 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err != nil {
 		return err
 	}
+	// Holding the write lock, nobody else can commit until this does: the
+	// header read now and the one after the commit bracket this commit alone
+	// when its transaction counter moved by one.
+	// (Migrations run before commits exists, while no one can wait.)
+	var before walHeader
+	okBefore := false
+	if s.commits != nil {
+		before, okBefore = s.commits.header()
+	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
 		return err
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	if s.commits != nil {
+		after, okAfter := s.commits.header()
+		s.commits.committed(before, after, okBefore && okAfter, scope)
+	}
+	return nil
 }
 
 // Meta keys of the owner's ids.
