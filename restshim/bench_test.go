@@ -23,41 +23,8 @@ import (
 // keep-alive clients on the same machine. Target: ≥ 10,000 requests/s on 2
 // cores. Reports req/s and the p50/p99 latency seen by the clients.
 func BenchmarkGetSession(b *testing.B) {
-	ctx := context.Background()
-	dbPath := filepath.Join(b.TempDir(), "flapjack.db")
-	st, err := store.Open(dbPath)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	owner, err := st.EnsureOwner(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	cached, err := store.NewReadCache(st, dbPath) // as flapjack serve wires it
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cached.Close()
-	svc := core.NewService(core.ServiceConfig{Store: cached, Runtimes: map[string]core.Runtime{"fake": &fakeRuntime{}}, DefaultRuntime: "fake", Logger: logger})
-	actor := core.Actor{UserID: owner.UserID, OrgIDs: []string{owner.OrgID}, DefaultOrgID: owner.OrgID}
-	ag, err := svc.CreateAgent(ctx, actor, core.CreateAgentInput{AgentFields: core.AgentFields{DefaultRepoURL: ptr("https://github.com/acme/app")}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	started, err := svc.StartSession(ctx, actor, core.StartSessionInput{CodeAgentID: ag.ID, Prompt: "Fix the login bug"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	m := NewToken()
-	if _, err := st.CreateToken(ctx, store.NewToken{UserID: owner.UserID, Name: "bench", Prefix: m.Prefix, Hash: m.Hash[:]}); err != nil {
-		b.Fatal(err)
-	}
-	h := New(svc, NewTokenAuthenticator(cached, logger), Options{Logger: logger})
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-
+	bs := newBenchServer(b)
+	srv, started, m := bs.srv, bs.started, bs.token
 	const clients = 16
 	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
 	defer tr.CloseIdleConnections()
@@ -114,6 +81,59 @@ func BenchmarkGetSession(b *testing.B) {
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
 	b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// benchServer is flapjack serve's REST stack on a real database, without
+// a runner (sessions stay pending) or a response validator: what a
+// benchmark needs and nothing that would cost CPU of its own.
+type benchServer struct {
+	st      *store.Store
+	svc     *core.Service
+	actor   core.Actor
+	started core.StartResult
+	token   MintedToken
+	srv     *httptest.Server
+}
+
+func newBenchServer(b *testing.B) *benchServer {
+	ctx := context.Background()
+	dbPath := filepath.Join(b.TempDir(), "flapjack.db")
+	st, err := store.Open(dbPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	owner, err := st.EnsureOwner(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cached, err := store.NewReadCache(st, dbPath) // as flapjack serve wires it
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cached.Close() })
+	svc := core.NewService(core.ServiceConfig{Store: cached, Runtimes: map[string]core.Runtime{"fake": &fakeRuntime{}}, DefaultRuntime: "fake", Logger: logger})
+	actor := core.Actor{UserID: owner.UserID, OrgIDs: []string{owner.OrgID}, DefaultOrgID: owner.OrgID}
+	ag, err := svc.CreateAgent(ctx, actor, core.CreateAgentInput{AgentFields: core.AgentFields{DefaultRepoURL: ptr("https://github.com/acme/app")}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	started, err := svc.StartSession(ctx, actor, core.StartSessionInput{CodeAgentID: ag.ID, Prompt: "Fix the login bug"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := NewToken()
+	if _, err := st.CreateToken(ctx, store.NewToken{UserID: owner.UserID, Name: "bench", Prefix: m.Prefix, Hash: m.Hash[:]}); err != nil {
+		b.Fatal(err)
+	}
+	h := New(svc, NewTokenAuthenticator(cached, logger), Options{Logger: logger})
+	srv := httptest.NewServer(h)
+	b.Cleanup(func() {
+		h.CloseStreams()
+		srv.Close()
+	})
+	return &benchServer{st: st, svc: svc, actor: actor, started: started, token: m, srv: srv}
 }
 
 type httpStatusError struct{ status int }

@@ -26,8 +26,9 @@ type Options struct {
 	// proxies and clients can tell a quiet stream from a dead one (15 s).
 	Heartbeat time.Duration
 	// StreamPoll is how often an event stream re-reads the log when no
-	// commit woke it (2 s): a safety net, since commits (this process's at
-	// once, other processes' within tens of milliseconds) wake streams.
+	// commit woke it (15 s): only a safety net, since commits (this
+	// process's at once, other processes' within tens of milliseconds) wake
+	// streams; a shorter one makes idle streams cost CPU.
 	StreamPoll time.Duration
 	// StreamWriteTimeout bounds each write of an event stream: a client that
 	// stops reading is dropped after it (30 s).
@@ -77,7 +78,7 @@ func New(svc *core.Service, auth Authenticator, opts Options) *Handler {
 		opts.Heartbeat = 15 * time.Second
 	}
 	if opts.StreamPoll <= 0 {
-		opts.StreamPoll = 2 * time.Second
+		opts.StreamPoll = 15 * time.Second
 	}
 	if opts.StreamWriteTimeout <= 0 {
 		opts.StreamWriteTimeout = 30 * time.Second

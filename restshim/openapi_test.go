@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -104,6 +105,7 @@ func (d *apiDoc) checkSchema(name string, body []byte) error {
 // sseEvent is one parsed Server-Sent Event, or a comment.
 type sseEvent struct {
 	id, event, data, comment string
+	at                       time.Time // when the reader had it whole
 }
 
 func parseSSE(b []byte) []sseEvent {

@@ -23,7 +23,7 @@ type stream struct {
 	done   chan error // the read's end: nil for a clean end of stream
 }
 
-func openStream(t *testing.T, url, token string, headers ...string) *stream {
+func openStream(t testing.TB, url, token string, headers ...string) *stream {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
@@ -58,6 +58,7 @@ func openStream(t *testing.T, url, token string, headers ...string) *stream {
 			line = strings.TrimRight(line, "\n")
 			switch {
 			case line == "":
+				cur.at = time.Now()
 				s.events <- cur
 				cur = sseEvent{}
 			case strings.HasPrefix(line, ":"):
@@ -80,7 +81,7 @@ func openStream(t *testing.T, url, token string, headers ...string) *stream {
 
 // collect reads the stream to its end and returns its events (comments
 // dropped); it fails the test if the stream does not end cleanly.
-func (s *stream) collect(t *testing.T) []core.Event {
+func (s *stream) collect(t testing.TB) []core.Event {
 	t.Helper()
 	var out []core.Event
 	for ev := range s.events {

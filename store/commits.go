@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/binary"
 	"os"
+	"strings"
 	"sync"
 	"time"
 )
@@ -23,9 +24,10 @@ import (
 // forgotten. Being wrong can only cost a needless wake-up or a cache miss,
 // never a missed change.
 type commits struct {
-	shmPath string
-	// pollEvery is how often, while anyone waits, the header is read to
-	// notice other processes' commits.
+	shmPath, walPath string
+	// pollEvery is how often, while anyone waits and the kernel cannot
+	// report writes to the -wal file, the header is read to notice other
+	// processes' commits.
 	pollEvery time.Duration
 
 	mu      sync.Mutex
@@ -33,6 +35,7 @@ type commits struct {
 	recent  []ownCommit // the last maxRecent own commits, oldest first
 	watches map[string]*watch
 	polling bool
+	ww      *walWatch // the poller's, while it runs
 	seen    walHeader // the header the poller last accounted for
 	closed  bool
 }
@@ -77,7 +80,8 @@ type watch struct {
 const maxRecent = 1024
 
 // defaultPollEvery keeps a commit by another process under ~25 ms from its
-// waiters; one 96-byte read per tick, and only while someone waits.
+// waiters where there is no inotify; one 96-byte read per tick, and only
+// while someone waits.
 const defaultPollEvery = 20 * time.Millisecond
 
 func newCommits(shmPath string) (*commits, error) {
@@ -85,7 +89,7 @@ func newCommits(shmPath string) (*commits, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &commits{shmPath: shmPath, pollEvery: defaultPollEvery, shm: f, watches: map[string]*watch{}}, nil
+	return &commits{shmPath: shmPath, walPath: strings.TrimSuffix(shmPath, "-shm") + "-wal", pollEvery: defaultPollEvery, shm: f, watches: map[string]*watch{}}, nil
 }
 
 // close stops the poller and releases the file; waiters are woken.
@@ -97,6 +101,9 @@ func (c *commits) close() error {
 	}
 	c.closed = true
 	c.wakeAll()
+	if c.ww != nil {
+		c.ww.close() // ends the poller's wait
+	}
 	return c.shm.Close()
 }
 
@@ -194,10 +201,16 @@ func (c *commits) watch(sessionID string) (<-chan struct{}, func()) {
 	w.n++
 	if !c.polling {
 		// The poller starts from the header as it is now: anything
-		// committed before this point is visible to the caller's read.
-		c.polling = true
+		// committed before this point is visible to the caller's read, and
+		// the WAL is watched from before that look. Without a watch (an
+		// error from the kernel), the poller reads the header on a timer.
+		ww, err := newWALWatch(c.walPath)
+		if err != nil {
+			ww = nil
+		}
+		c.polling, c.ww = true, ww
 		c.seen, _ = c.headerLocked()
-		go c.poll()
+		go c.poll(ww)
 	}
 	ch := w.ch
 	var once sync.Once
@@ -232,29 +245,45 @@ func (c *commits) wakeAll() {
 	}
 }
 
-// poll reads the header every pollEvery while anyone waits, and wakes every
-// waiter when it moved in a way this process's commits do not explain.
-func (c *commits) poll() {
-	t := time.NewTicker(c.pollEvery)
-	defer t.Stop()
-	for range t.C {
+// poll looks at the header whenever the -wal file is written (Linux), or
+// every pollEvery (elsewhere), while anyone waits, and wakes every waiter
+// when it moved in a way this process's commits do not explain. A write to
+// the WAL comes before its commit's header (the fsync is between), so after
+// one the header is looked at every fastPoll until it moves.
+func (c *commits) poll(ww *walWatch) {
+	var fastUntil time.Time
+	for {
+		if time.Now().Before(fastUntil) {
+			time.Sleep(fastPoll)
+		} else if ww == nil {
+			time.Sleep(c.pollEvery)
+		} else if ww.wait(c.pollEvery) {
+			fastUntil = time.Now().Add(fastPollFor)
+		}
 		c.mu.Lock()
 		h, ok := c.headerLocked()
 		if c.closed || len(c.watches) == 0 {
-			c.polling = false
+			c.polling, c.ww = false, nil
 			c.mu.Unlock()
+			if ww != nil {
+				ww.close()
+			}
 			return
 		}
-		if !ok {
-			c.mu.Unlock()
-			continue // read mid-write: look again next tick
-		}
-		if h != c.seen {
+		if ok && h != c.seen {
 			if _, _, explained := c.explain(c.seen, h); !explained {
 				c.wakeAll()
 			}
 			c.seen = h
+			fastUntil = time.Time{}
 		}
 		c.mu.Unlock()
 	}
 }
+
+// fastPoll and fastPollFor: after a write to the WAL, the header is read
+// every fastPoll until it moves, for at most fastPollFor (a slow fsync).
+const (
+	fastPoll    = 2 * time.Millisecond
+	fastPollFor = 200 * time.Millisecond
+)
