@@ -28,6 +28,30 @@ type ListSessionsInput struct {
 	Status      string `json:"status,omitempty"`
 	Archived    *bool  `json:"archived,omitempty"`
 	OrgID       string `json:"orgId,omitempty"`
+	// Limit is the page size (DefaultPageLimit when absent, at most
+	// MaxPageLimit); Cursor is a previous page's NextCursor.
+	Limit  *int   `json:"limit,omitempty"`
+	Cursor string `json:"cursor,omitempty"`
+}
+
+// ListAgentsInput filters list code agents; paged as ListSessionsInput.
+type ListAgentsInput struct {
+	OrgID  string `json:"orgId,omitempty"`
+	Limit  *int   `json:"limit,omitempty"`
+	Cursor string `json:"cursor,omitempty"`
+}
+
+// SessionPage is one page of sessions, newest first. NextCursor, when not
+// empty, asks for the page after it.
+type SessionPage struct {
+	Sessions   []Session
+	NextCursor string
+}
+
+// AgentPage is one page of templates, newest first.
+type AgentPage struct {
+	Agents     []CodeAgent
+	NextCursor string
 }
 
 // StartSessionInput is the body of start code session.

@@ -48,8 +48,8 @@ func TestServiceChecksWebhookURLThroughItsChecker(t *testing.T) {
 	if !errors.As(err, &e) || e.Code != core.CodeValidation || e.Field != "webhookUrl" {
 		t.Fatalf("start with a refused URL = %v, want VALIDATION_ERROR on webhookUrl", err)
 	}
-	if list, _ := svc.ListSessions(ctx, h.actor, core.ListSessionsInput{}); len(list) != 0 {
-		t.Fatalf("a refused start created %d sessions", len(list))
+	if list, _ := svc.ListSessions(ctx, h.actor, core.ListSessionsInput{}); len(list.Sessions) != 0 {
+		t.Fatalf("a refused start created %d sessions", len(list.Sessions))
 	}
 
 	st, err := svc.StartSession(ctx, h.actor, core.StartSessionInput{CodeAgentID: h.agent.ID, Prompt: "p", WebhookURL: ptr("https://ok.example/")})

@@ -409,8 +409,8 @@ func TestServiceRefusesWhenRuntimeNotReady(t *testing.T) {
 		t.Errorf("send on a runtime that is not ready = %v, want VALIDATION_ERROR", err)
 	}
 	list, _ := h.svc.ListSessions(ctx, h.actor, core.ListSessionsInput{})
-	if len(list) != 1 {
-		t.Errorf("%d sessions after a refused start, want 1", len(list))
+	if len(list.Sessions) != 1 {
+		t.Errorf("%d sessions after a refused start, want 1", len(list.Sessions))
 	}
 }
 

@@ -159,20 +159,36 @@ func (s *Service) createOrg(ctx context.Context, a Actor, orgID string) (string,
 
 // ---- Code agents ----
 
-// ListAgents lists the templates the actor can see, newest first.
-func (s *Service) ListAgents(ctx context.Context, a Actor, orgID string) ([]CodeAgent, error) {
-	orgs, err := s.orgScope(ctx, a, orgID)
+// ListAgents returns a page of the templates the actor can see, newest
+// first.
+func (s *Service) ListAgents(ctx context.Context, a Actor, in ListAgentsInput) (AgentPage, error) {
+	limit, err := pageLimit(in.Limit)
 	if err != nil {
-		return nil, err
+		return AgentPage{}, err
 	}
-	agents, err := s.cfg.Store.ListAgents(ctx, orgs)
+	after, err := decodeCursor("cursor", in.Cursor)
 	if err != nil {
-		return nil, s.internal(ctx, "list agents", err)
+		return AgentPage{}, err
 	}
-	if agents == nil {
-		agents = []CodeAgent{}
+	orgs, err := s.orgScope(ctx, a, in.OrgID)
+	if err != nil {
+		return AgentPage{}, err
 	}
-	return agents, nil
+	// One more than the page says whether there is a next one.
+	agents, err := s.cfg.Store.ListAgents(ctx, AgentFilter{OrgIDs: orgs, Limit: limit + 1, After: after})
+	if err != nil {
+		return AgentPage{}, s.internal(ctx, "list agents", err)
+	}
+	page := AgentPage{Agents: agents}
+	if len(agents) > limit {
+		page.Agents = agents[:limit]
+		last := page.Agents[limit-1]
+		page.NextCursor = EncodeCursor(PageKey{CreatedAt: last.CreatedAt, ID: last.ID})
+	}
+	if page.Agents == nil {
+		page.Agents = []CodeAgent{}
+	}
+	return page, nil
 }
 
 // GetAgent returns one template.
@@ -375,28 +391,43 @@ func (s *Service) runtimeFor(name string) Runtime {
 
 // ---- Sessions ----
 
-// ListSessions lists sessions the actor can see, newest first.
-func (s *Service) ListSessions(ctx context.Context, a Actor, in ListSessionsInput) ([]Session, error) {
+// ListSessions returns a page of the sessions the actor can see, newest
+// first.
+func (s *Service) ListSessions(ctx context.Context, a Actor, in ListSessionsInput) (SessionPage, error) {
+	limit, err := pageLimit(in.Limit)
+	if err != nil {
+		return SessionPage{}, err
+	}
+	after, err := decodeCursor("cursor", in.Cursor)
+	if err != nil {
+		return SessionPage{}, err
+	}
 	orgs, err := s.orgScope(ctx, a, in.OrgID)
 	if err != nil {
-		return nil, err
+		return SessionPage{}, err
 	}
-	f := SessionFilter{OrgIDs: orgs, CodeAgentID: in.CodeAgentID, Archived: in.Archived}
+	f := SessionFilter{OrgIDs: orgs, CodeAgentID: in.CodeAgentID, Archived: in.Archived, Limit: limit + 1, After: after}
 	if in.Status != "" {
 		st := Status(in.Status)
 		if !slices.Contains(AllStatuses(), st) {
-			return nil, invalid("status", "must be one of pending, creating, running, finished, error, cancelled, expired")
+			return SessionPage{}, invalid("status", "must be one of pending, creating, running, finished, error, cancelled, expired")
 		}
 		f.Statuses = []Status{st}
 	}
 	list, err := s.cfg.Store.ListSessions(ctx, f)
 	if err != nil {
-		return nil, s.internal(ctx, "list sessions", err)
+		return SessionPage{}, s.internal(ctx, "list sessions", err)
 	}
-	if list == nil {
-		list = []Session{}
+	page := SessionPage{Sessions: list}
+	if len(list) > limit {
+		page.Sessions = list[:limit]
+		last := page.Sessions[limit-1]
+		page.NextCursor = EncodeCursor(PageKey{CreatedAt: last.CreatedAt, ID: last.ID})
 	}
-	return list, nil
+	if page.Sessions == nil {
+		page.Sessions = []Session{}
+	}
+	return page, nil
 }
 
 // session loads a session the actor may see.

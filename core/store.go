@@ -23,8 +23,8 @@ type Store interface {
 
 	InsertAgent(ctx context.Context, a CodeAgent) error
 	GetAgent(ctx context.Context, id string) (CodeAgent, error)
-	// ListAgents returns agents newest first; nil orgIDs means every org.
-	ListAgents(ctx context.Context, orgIDs []string) ([]CodeAgent, error)
+	// ListAgents returns agents newest first (a page with Limit and After).
+	ListAgents(ctx context.Context, f AgentFilter) ([]CodeAgent, error)
 	// UpdateAgent overwrites the agent's mutable fields.
 	UpdateAgent(ctx context.Context, a CodeAgent) error
 	DeleteAgent(ctx context.Context, id string) error
@@ -79,6 +79,17 @@ type SessionFilter struct {
 	Statuses    []Status
 	Archived    *bool
 	OldestFirst bool
+	// Limit, when positive, returns at most that many; After starts after
+	// that position of the newest-first order (not with OldestFirst).
+	Limit int
+	After *PageKey
+}
+
+// AgentFilter selects templates. A nil OrgIDs means every org.
+type AgentFilter struct {
+	OrgIDs []string
+	Limit  int
+	After  *PageKey
 }
 
 // EventQuery is a keyset read of one session's log.

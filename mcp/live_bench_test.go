@@ -108,4 +108,3 @@ func BenchmarkWaitDelivery(b *testing.B) {
 		})
 	}
 }
-

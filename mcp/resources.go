@@ -106,41 +106,25 @@ func addResources(s *mcp.Server, r *resources) {
 	})
 }
 
-// list pages the actor's sessions, most recent first. The cursor is the id
-// of the last session of the previous page.
+// list pages the actor's sessions, most recent first, with the Service's
+// keyset cursor: a page costs the same however many sessions there are.
 func (r *resources) list(ctx context.Context, req *mcp.ListResourcesRequest) (*mcp.ListResourcesResult, error) {
 	cursor := ""
 	if req != nil && req.Params != nil {
 		cursor = req.Params.Cursor
 	}
-	all, err := r.svc.ListSessions(ctx, r.actor, core.ListSessionsInput{})
+	limit := resourcePage
+	page, err := r.svc.ListSessions(ctx, r.actor, core.ListSessionsInput{Limit: &limit, Cursor: cursor})
 	if err != nil {
 		return nil, err
 	}
-	start := 0
-	if cursor != "" {
-		start = -1
-		for i, s := range all {
-			if s.ID == cursor {
-				start = i + 1
-				break
-			}
-		}
-		if start < 0 {
-			return nil, fmt.Errorf("invalid cursor %q", cursor)
-		}
-	}
-	end := min(start+resourcePage, len(all))
-	out := &mcp.ListResourcesResult{Resources: []*mcp.Resource{}}
-	for _, s := range all[start:end] {
+	out := &mcp.ListResourcesResult{Resources: []*mcp.Resource{}, NextCursor: page.NextCursor}
+	for _, s := range page.Sessions {
 		out.Resources = append(out.Resources, &mcp.Resource{
 			URI: sessionURI(s.ID), Name: s.ID, MIMEType: "application/json",
 			Title:       fmt.Sprintf("%s session %s (%s)", s.Status, s.ID, s.RepoURL),
 			Description: fmt.Sprintf("Code session %s on %s, %s; its events are %s", s.ID, s.RepoURL, s.Status, eventsURI(s.ID)),
 		})
-	}
-	if end < len(all) {
-		out.NextCursor = all[end-1].ID
 	}
 	return out, nil
 }

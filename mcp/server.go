@@ -76,10 +76,6 @@ func NewServer(svc *core.Service, actor core.Actor, opts Options) *mcp.Server {
 
 // ---- Inputs and outputs ----
 
-type orgInput struct {
-	OrgID string `json:"orgId,omitempty"`
-}
-
 type agentIDInput struct {
 	CodeAgentID string `json:"codeAgentId"`
 }
@@ -109,12 +105,16 @@ type listEventsInput struct {
 	core.EventsInput
 }
 
+// agentList and sessionList are one page; next_cursor, when present, is
+// the cursor of the next one.
 type agentList struct {
 	CodeAgents []core.CodeAgent `json:"code_agents"`
+	NextCursor string           `json:"next_cursor,omitempty"`
 }
 
 type sessionList struct {
 	CodeSessions []core.Session `json:"code_sessions"`
+	NextCursor   string         `json:"next_cursor,omitempty"`
 }
 
 // ---- Handlers ----
@@ -124,9 +124,9 @@ type handlers struct {
 	actor core.Actor
 }
 
-func (h handlers) listAgents(ctx context.Context, in orgInput) (agentList, error) {
-	l, err := h.svc.ListAgents(ctx, h.actor, in.OrgID)
-	return agentList{CodeAgents: l}, err
+func (h handlers) listAgents(ctx context.Context, in core.ListAgentsInput) (agentList, error) {
+	p, err := h.svc.ListAgents(ctx, h.actor, in)
+	return agentList{CodeAgents: p.Agents, NextCursor: p.NextCursor}, err
 }
 
 func (h handlers) getAgent(ctx context.Context, in agentIDInput) (core.CodeAgent, error) {
@@ -146,8 +146,8 @@ func (h handlers) deleteAgent(ctx context.Context, in agentIDInput) (core.OKResu
 }
 
 func (h handlers) listSessions(ctx context.Context, in core.ListSessionsInput) (sessionList, error) {
-	l, err := h.svc.ListSessions(ctx, h.actor, in)
-	return sessionList{CodeSessions: l}, err
+	p, err := h.svc.ListSessions(ctx, h.actor, in)
+	return sessionList{CodeSessions: p.Sessions, NextCursor: p.NextCursor}, err
 }
 
 func (h handlers) getSession(ctx context.Context, in sessionIDInput) (core.SessionDetail, error) {

@@ -47,6 +47,8 @@ func tool(name, title string, h hint, desc string, props map[string]string) tool
 
 const (
 	descAgentID   = `Id of the code-agent template (ca-...), as returned by flapjack_create_code_agent or flapjack_list_code_agents.`
+	descPageLimit = `How many items this page holds at most: 1 to 500, default 50.`
+	descCursor    = `next_cursor from the previous page, to get the page after it; omit for the first page.`
 	descSessionID = `Id of the code session (cs-...), as returned by flapjack_start_code_session or flapjack_list_code_sessions.`
 	descOrgFilter = `Only this org. Omit to cover every org you belong to; you only need it when you belong to several.`
 	descRepoForms = `https://host/owner/repo, ssh://git@host/owner/repo or git@host:owner/repo; with the "local" runtime also a file:// URL or an absolute path.`
@@ -86,8 +88,8 @@ func agentFieldProps(update bool) map[string]string {
 
 func listAgentsTool() toolDef {
 	return tool(toolListCodeAgents, "List code agents", readHint(),
-		`List the code-agent templates you can see, newest first. A template holds the settings a session starts with: repository, starting branch, model, preamble and pull-request behaviour. Returns {"code_agents": [...]}; pass an id as codeAgentId to flapjack_start_code_session.`,
-		map[string]string{"orgId": descOrgFilter})
+		`List the code-agent templates you can see, newest first, one page at a time. A template holds the settings a session starts with: repository, starting branch, model, preamble and pull-request behaviour. Returns {"code_agents": [...], "next_cursor": "..."}; next_cursor is absent on the last page. Pass an id as codeAgentId to flapjack_start_code_session.`,
+		map[string]string{"orgId": descOrgFilter, "limit": descPageLimit, "cursor": descCursor})
 }
 
 func getAgentTool() toolDef {
@@ -120,12 +122,14 @@ func deleteAgentTool() toolDef {
 
 func listSessionsTool() toolDef {
 	return tool(toolListCodeSessions, "List code sessions", readHint(),
-		`List code sessions, newest first, optionally filtered by template, status or archived flag. Returns {"code_sessions": [...]} without messages; use flapjack_get_code_session for a session's messages and flapjack_list_code_session_events for its activity.`,
+		`List code sessions, newest first, one page at a time, optionally filtered by template, status or archived flag. Returns {"code_sessions": [...], "next_cursor": "..."} without messages; next_cursor is absent on the last page. Use flapjack_get_code_session for a session's messages and flapjack_list_code_session_events for its activity.`,
 		map[string]string{
 			"codeAgentId": `Only sessions started from this template (ca-...).`,
 			"status":      `Only sessions in this status: pending, creating, running (active), or finished, error, cancelled, expired (ended).`,
 			"archived":    `true for archived sessions only, false for unarchived only; omit for both.`,
 			"orgId":       descOrgFilter,
+			"limit":       descPageLimit,
+			"cursor":      descCursor,
 		})
 }
 

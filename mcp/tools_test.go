@@ -19,10 +19,12 @@ func ptr[T any](v T) *T { return &v }
 
 type agentList struct {
 	CodeAgents []core.CodeAgent `json:"code_agents"`
+	NextCursor string           `json:"next_cursor,omitempty"`
 }
 
 type sessionList struct {
 	CodeSessions []core.Session `json:"code_sessions"`
+	NextCursor   string         `json:"next_cursor,omitempty"`
 }
 
 var (
@@ -577,5 +579,45 @@ func TestExplicitNullMeansOmitted(t *testing.T) {
 	}](e, "flapjack_list_code_session_events", map[string]any{"codeSessionId": sid, "since": nil, "limit": nil, "waitSeconds": nil})
 	if len(events.Events) == 0 {
 		t.Error("events with nulls: none")
+	}
+}
+
+// TestListToolsPage: the list tools answer at most limit items (50 by
+// default) with a next_cursor until the last page; following it returns
+// every item once, newest first; a bad limit or cursor is a tool error.
+func TestListToolsPage(t *testing.T) {
+	e := newEnv(t)
+	ag := e.createAgent(nil)
+	for range 57 {
+		e.startSession(ag.ID, core.StatusPending, false)
+	}
+	first := callOK[sessionList](e, "flapjack_list_code_sessions", map[string]any{})
+	if len(first.CodeSessions) != core.DefaultPageLimit || first.NextCursor == "" {
+		t.Fatalf("default page: %d sessions, next_cursor %q; want 50 and a cursor", len(first.CodeSessions), first.NextCursor)
+	}
+	rest := callOK[sessionList](e, "flapjack_list_code_sessions", map[string]any{"cursor": first.NextCursor, "limit": 500})
+	if len(rest.CodeSessions) != 7 || rest.NextCursor != "" {
+		t.Fatalf("second page: %d sessions, next_cursor %q; want 7 and none", len(rest.CodeSessions), rest.NextCursor)
+	}
+	seen := map[string]bool{}
+	for _, s := range append(first.CodeSessions, rest.CodeSessions...) {
+		if seen[s.ID] {
+			t.Fatalf("session %s on two pages", s.ID)
+		}
+		seen[s.ID] = true
+	}
+	e.createAgent(nil)
+	agents := callOK[agentList](e, "flapjack_list_code_agents", map[string]any{"limit": 1})
+	if len(agents.CodeAgents) != 1 || agents.NextCursor == "" {
+		t.Fatalf("templates, limit 1 of 2: %d, next_cursor %q", len(agents.CodeAgents), agents.NextCursor)
+	}
+	more := callOK[agentList](e, "flapjack_list_code_agents", map[string]any{"limit": 1, "cursor": agents.NextCursor})
+	if len(more.CodeAgents) != 1 || more.NextCursor != "" || more.CodeAgents[0].ID != ag.ID {
+		t.Fatalf("templates, second page: %+v; want the first template and no cursor", more)
+	}
+	for _, args := range []map[string]any{{"limit": 0}, {"cursor": "nope"}} {
+		if res := e.call("flapjack_list_code_sessions", args); !res.IsError {
+			t.Errorf("list with %v succeeded; want a tool error", args)
+		}
 	}
 }

@@ -87,6 +87,7 @@ func BenchmarkGetSession(b *testing.B) {
 // a runner (sessions stay pending) or a response validator: what a
 // benchmark needs and nothing that would cost CPU of its own.
 type benchServer struct {
+	dbPath  string
 	st      *store.Store
 	svc     *core.Service
 	actor   core.Actor
@@ -133,7 +134,7 @@ func newBenchServer(b *testing.B) *benchServer {
 		h.CloseStreams()
 		srv.Close()
 	})
-	return &benchServer{st: st, svc: svc, actor: actor, started: started, token: m, srv: srv}
+	return &benchServer{dbPath: dbPath, st: st, svc: svc, actor: actor, started: started, token: m, srv: srv}
 }
 
 type httpStatusError struct{ status int }

@@ -6,6 +6,7 @@
 package restshim
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -265,9 +266,64 @@ func writeErrorBody(w http.ResponseWriter, status int, code, msg string) {
 	writeJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: msg}})
 }
 
+// streamedArray is an answer written as a JSON array while it is produced:
+// each calls yield per element, in order, and stops when yield returns
+// false (the client is gone).
+type streamedArray[T any] func(yield func(T) bool) error
+
+// writeStream answers 200 with the elements as a JSON array, through a
+// buffer. A failure half-way cannot become an error answer any more, so
+// the connection is cut instead: the client sees a broken body, never a
+// short list that looks whole.
+func (s streamedArray[T]) writeStream(w http.ResponseWriter) {
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 32<<10)
+	sep := byte('[')
+	var werr error
+	err := s(func(v T) bool {
+		if werr = bw.WriteByte(sep); werr != nil {
+			return false
+		}
+		sep = ','
+		var b []byte
+		// A type's own MarshalJSON directly: through json.Marshal its output
+		// would be parsed and compacted again, a third of the cost.
+		if m, ok := any(v).(json.Marshaler); ok {
+			b, werr = m.MarshalJSON()
+		} else {
+			b, werr = json.Marshal(v)
+		}
+		if werr == nil {
+			_, werr = bw.Write(b)
+		}
+		return werr == nil
+	})
+	if err == nil && werr == nil {
+		if sep == '[' {
+			bw.WriteByte('[')
+		}
+		bw.WriteString("]\n")
+		werr = bw.Flush()
+	}
+	if err != nil || werr != nil {
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// streamer is an answer that writes itself.
+type streamer interface{ writeStream(w http.ResponseWriter) }
+
 // writeJSON answers with v as JSON. API answers hold private data, so no
 // cache may keep them.
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	if s, ok := v.(streamer); ok {
+		s.writeStream(w)
+		return
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		status = http.StatusInternalServerError

@@ -1,7 +1,9 @@
 package restshim
 
 import (
+	"math"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -71,12 +73,25 @@ func noBody(w http.ResponseWriter, r *http.Request) error {
 // ---- Code agents ----
 
 func (h *Handler) listAgents(w http.ResponseWriter, r *http.Request, a core.Actor) (int, any, error) {
-	q, err := query(r, "orgId")
+	q, err := query(r, "orgId", "limit", "cursor")
 	if err != nil {
 		return 0, nil, err
 	}
-	list, serr := h.svc.ListAgents(r.Context(), a, q.Get("orgId"))
-	return http.StatusOK, list, serr
+	limit, lerr := pageLimitParam(q)
+	if lerr != nil {
+		return 0, nil, lerr
+	}
+	in := core.ListAgentsInput{OrgID: q.Get("orgId"), Limit: limit, Cursor: q.Get("cursor")}
+	fetch := func(in core.ListAgentsInput) ([]core.CodeAgent, string, error) {
+		p, err := h.svc.ListAgents(r.Context(), a, in)
+		return p.Agents, p.NextCursor, err
+	}
+	if limit == nil {
+		return listAll(in, in.Cursor, func(in *core.ListAgentsInput, l *int, c string) { in.Limit, in.Cursor = l, c }, fetch)
+	}
+	page, next, serr := fetch(in)
+	setNextLink(w, r, next)
+	return http.StatusOK, page, serr
 }
 
 func (h *Handler) createAgent(w http.ResponseWriter, r *http.Request, a core.Actor) (int, any, error) {
@@ -139,7 +154,7 @@ func (h *Handler) deleteAgent(w http.ResponseWriter, r *http.Request, a core.Act
 // ---- Code sessions ----
 
 func (h *Handler) listSessions(w http.ResponseWriter, r *http.Request, a core.Actor) (int, any, error) {
-	q, err := query(r, "codeAgentId", "status", "archived", "orgId")
+	q, err := query(r, "codeAgentId", "status", "archived", "orgId", "limit", "cursor")
 	if err != nil {
 		return 0, nil, err
 	}
@@ -147,9 +162,84 @@ func (h *Handler) listSessions(w http.ResponseWriter, r *http.Request, a core.Ac
 	if err != nil {
 		return 0, nil, err
 	}
-	in := core.ListSessionsInput{CodeAgentID: q.Get("codeAgentId"), Status: q.Get("status"), Archived: archived, OrgID: q.Get("orgId")}
-	list, serr := h.svc.ListSessions(r.Context(), a, in)
-	return http.StatusOK, list, serr
+	limit, lerr := pageLimitParam(q)
+	if lerr != nil {
+		return 0, nil, lerr
+	}
+	in := core.ListSessionsInput{CodeAgentID: q.Get("codeAgentId"), Status: q.Get("status"), Archived: archived,
+		OrgID: q.Get("orgId"), Limit: limit, Cursor: q.Get("cursor")}
+	fetch := func(in core.ListSessionsInput) ([]core.Session, string, error) {
+		p, err := h.svc.ListSessions(r.Context(), a, in)
+		return p.Sessions, p.NextCursor, err
+	}
+	if limit == nil {
+		return listAll(in, in.Cursor, func(in *core.ListSessionsInput, l *int, c string) { in.Limit, in.Cursor = l, c }, fetch)
+	}
+	page, next, serr := fetch(in)
+	setNextLink(w, r, next)
+	return http.StatusOK, page, serr
+}
+
+// pageLimitParam reads ?limit=; absent means the whole list (the spec's
+// answer), streamed.
+func pageLimitParam(q url.Values) (*int, error) {
+	n, err := intParam(q, "limit")
+	if err != nil || n == nil {
+		return nil, errOrNil(err)
+	}
+	l := int(min(max(*n, math.MinInt32), math.MaxInt32))
+	return &l, nil
+}
+
+// errOrNil keeps a nil *core.Error from becoming a non-nil error.
+func errOrNil(err *core.Error) error {
+	if err == nil {
+		return nil
+	}
+	return err
+}
+
+// setNextLink sends Link: <...>; rel="next" (RFC 8288) with the request's
+// own URL and the next page's cursor, when there is a next page.
+func setNextLink(w http.ResponseWriter, r *http.Request, next string) {
+	if next == "" {
+		return
+	}
+	q := r.URL.Query()
+	q.Set("cursor", next)
+	u := url.URL{Path: r.URL.Path, RawQuery: q.Encode()}
+	w.Header().Set("Link", "<"+u.String()+`>; rel="next"`)
+}
+
+// listAll answers a list route without ?limit=: the whole array, as the
+// spec has it, read a page of MaxPageLimit at a time and written as it is
+// read, so neither the list nor its body is ever whole in memory; with a
+// cursor, everything after it. The first page is read before answering, so
+// its errors are ordinary error answers.
+func listAll[In, T any](in In, cursor string, set func(*In, *int, string), fetch func(In) ([]T, string, error)) (int, any, error) {
+	limit := core.MaxPageLimit
+	set(&in, &limit, cursor)
+	first, next, err := fetch(in)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, streamedArray[T](func(yield func(T) bool) error {
+		page := first
+		for {
+			for _, v := range page {
+				if !yield(v) {
+					return nil
+				}
+			}
+			if next == "" {
+				return nil
+			}
+			set(&in, &limit, next)
+			if page, next, err = fetch(in); err != nil {
+				return err
+			}
+		}
+	}), nil
 }
 
 func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, a core.Actor) (int, any, error) {

@@ -40,20 +40,21 @@ func (s *Store) GetAgent(ctx context.Context, id string) (core.CodeAgent, error)
 	return a, wrap("get agent "+id, err)
 }
 
-// ListAgents returns agents newest first. nil orgIDs means every org; an empty
-// non-nil slice means none, so a caller with no orgs sees nothing.
-func (s *Store) ListAgents(ctx context.Context, orgIDs []string) ([]core.CodeAgent, error) {
+// ListAgents returns agents newest first. A nil OrgIDs means every org; an
+// empty non-nil slice means none, so a caller with no orgs sees nothing.
+func (s *Store) ListAgents(ctx context.Context, f core.AgentFilter) ([]core.CodeAgent, error) {
 	out := []core.CodeAgent{}
-	if orgIDs != nil && len(orgIDs) == 0 {
+	if f.OrgIDs != nil && len(f.OrgIDs) == 0 {
 		return out, nil
 	}
 	var where []string
 	var args []any
-	if orgIDs != nil {
-		where, args = inClause(where, args, "org_id", orgIDs)
+	if f.OrgIDs != nil {
+		where, args = inClause(where, args, "org_id", f.OrgIDs)
 	}
-	rows, err := s.db.QueryContext(ctx,
-		`SELECT `+agentColumns+` FROM code_agents`+whereSQL(where)+` ORDER BY created_at DESC, id DESC`, args...)
+	where, args = afterClause(where, args, f.After)
+	order, args := limitClause(` ORDER BY created_at DESC, id DESC`, args, f.Limit)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+agentColumns+` FROM code_agents`+whereSQL(where)+order, args...)
 	if err != nil {
 		return nil, wrap("list agents", err)
 	}
@@ -159,4 +160,21 @@ func whereSQL(where []string) string {
 		return ""
 	}
 	return ` WHERE ` + strings.Join(where, ` AND `)
+}
+
+// afterClause keeps the rows after k in the newest-first order (created_at
+// DESC, id DESC): a keyset seek, so every page costs the same.
+func afterClause(where []string, args []any, k *core.PageKey) ([]string, []any) {
+	if k == nil {
+		return where, args
+	}
+	return append(where, `(created_at, id) < (?, ?)`), append(args, ms(k.CreatedAt), k.ID)
+}
+
+// limitClause appends LIMIT when n is positive.
+func limitClause(order string, args []any, n int) (string, []any) {
+	if n <= 0 {
+		return order, args
+	}
+	return order + ` LIMIT ?`, append(args, n)
 }

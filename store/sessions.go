@@ -85,10 +85,12 @@ func (s *Store) ListSessions(ctx context.Context, f core.SessionFilter) ([]core.
 	if f.Archived != nil {
 		where, args = append(where, "archived = ?"), append(args, *f.Archived)
 	}
+	where, args = afterClause(where, args, f.After)
 	order := ` ORDER BY created_at DESC, id DESC`
 	if f.OldestFirst {
 		order = ` ORDER BY created_at, id`
 	}
+	order, args = limitClause(order, args, f.Limit)
 	rows, err := s.db.QueryContext(ctx, `SELECT `+sessionColumns+` FROM sessions`+whereSQL(where)+order, args...)
 	if err != nil {
 		return nil, wrap("list sessions", err)

@@ -349,7 +349,7 @@ func TestAgents(t *testing.T) {
 			{"unknown org", []string{"org-nope"}, []core.CodeAgent{}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				got, err := s.ListAgents(ctx, tc.orgs)
+				got, err := s.ListAgents(ctx, core.AgentFilter{OrgIDs: tc.orgs})
 				if err != nil {
 					t.Fatal(err)
 				}

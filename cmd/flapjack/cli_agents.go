@@ -126,20 +126,30 @@ func newAgentsCmd(g *globals) *cobra.Command {
 	addAPIFlags(cmd, o)
 
 	var listOrg string
+	var listPages pageFlags
 	listCmd := &cobra.Command{
 		Use:     "list",
-		Short:   "List code agents, newest first",
-		Example: "  flapjack agents list\n  flapjack agents list -o json | jq -r '.[].id'",
+		Short:   "List code agents, newest first (50 unless --limit or --all)",
+		Example: "  flapjack agents list\n  flapjack agents list --all -o json | jq -r '.[].id'",
 		Args:    usageArgs(cobra.NoArgs),
-		RunE: withAPI(g, o, func(ctx context.Context, a api, p *printer) error {
-			agents, err := a.ListAgents(ctx, listOrg)
+	}
+	listCmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := listPages.check(cmd); err != nil {
+			return err
+		}
+		return withAPI(g, o, func(ctx context.Context, a api, p *printer) error {
+			agents, err := collect(ctx, &listPages, cmd, func(limit *int, cursor string) ([]core.CodeAgent, string, error) {
+				page, err := a.ListAgents(ctx, core.ListAgentsInput{OrgID: listOrg, Limit: limit, Cursor: cursor})
+				return page.Agents, page.NextCursor, err
+			})
 			if err != nil {
 				return err
 			}
 			return list(p, agents, func(w io.Writer) { agentsTable(w, agents) })
-		}),
+		})(cmd, args)
 	}
 	listCmd.Flags().StringVar(&listOrg, "org", "", "target org (multi-org only)")
+	listPages.add(listCmd)
 
 	getCmd := &cobra.Command{
 		Use:     "get ID",

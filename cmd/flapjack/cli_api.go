@@ -10,12 +10,12 @@ import (
 // Agents API, on the local data directory or on a flapjack serve. Both give
 // the same objects and the same error codes, so output is identical.
 type api interface {
-	ListAgents(ctx context.Context, orgID string) ([]core.CodeAgent, error)
+	ListAgents(ctx context.Context, in core.ListAgentsInput) (core.AgentPage, error)
 	GetAgent(ctx context.Context, id string) (core.CodeAgent, error)
 	CreateAgent(ctx context.Context, in core.CreateAgentInput) (core.CodeAgent, error)
 	UpdateAgent(ctx context.Context, id string, f core.AgentFields) (core.CodeAgent, error)
 	DeleteAgent(ctx context.Context, id string) (core.OKResult, error)
-	ListSessions(ctx context.Context, in core.ListSessionsInput) ([]core.Session, error)
+	ListSessions(ctx context.Context, in core.ListSessionsInput) (core.SessionPage, error)
 	GetSession(ctx context.Context, id string) (core.SessionDetail, error)
 	StartSession(ctx context.Context, in core.StartSessionInput) (core.StartResult, error)
 	UpdateSession(ctx context.Context, id string, webhookURL *string) (core.Session, error)
@@ -35,8 +35,8 @@ type localAPI struct {
 	watch *runnerWatch
 }
 
-func (l *localAPI) ListAgents(ctx context.Context, orgID string) ([]core.CodeAgent, error) {
-	return l.app.svc.ListAgents(ctx, l.actor, orgID)
+func (l *localAPI) ListAgents(ctx context.Context, in core.ListAgentsInput) (core.AgentPage, error) {
+	return l.app.svc.ListAgents(ctx, l.actor, in)
 }
 
 func (l *localAPI) GetAgent(ctx context.Context, id string) (core.CodeAgent, error) {
@@ -55,7 +55,7 @@ func (l *localAPI) DeleteAgent(ctx context.Context, id string) (core.OKResult, e
 	return l.app.svc.DeleteAgent(ctx, l.actor, id)
 }
 
-func (l *localAPI) ListSessions(ctx context.Context, in core.ListSessionsInput) ([]core.Session, error) {
+func (l *localAPI) ListSessions(ctx context.Context, in core.ListSessionsInput) (core.SessionPage, error) {
 	return l.app.svc.ListSessions(ctx, l.actor, in)
 }
 

@@ -45,6 +45,12 @@ func (r *remoteAPI) Close() error { r.client.CloseIdleConnections(); return nil 
 // do sends one request and decodes a 2xx body into out; an error body becomes
 // the *core.Error it carries, so codes match the local mode.
 func (r *remoteAPI) do(ctx context.Context, method, path string, query url.Values, body, out any) error {
+	_, err := r.doHeader(ctx, method, path, query, body, out)
+	return err
+}
+
+// doHeader is do, also returning the answer's headers (a page's Link).
+func (r *remoteAPI) doHeader(ctx context.Context, method, path string, query url.Values, body, out any) (http.Header, error) {
 	u := *r.base
 	u.Path += path
 	u.RawQuery = query.Encode()
@@ -52,13 +58,13 @@ func (r *remoteAPI) do(ctx context.Context, method, path string, query url.Value
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -71,14 +77,14 @@ func (r *remoteAPI) do(ctx context.Context, method, path string, query url.Value
 	resp, err := r.client.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
-		return unreachableError{err}
+		return nil, unreachableError{err}
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return unreachableError{err}
+		return nil, unreachableError{err}
 	}
 	if resp.StatusCode/100 != 2 {
 		var e struct {
@@ -88,14 +94,14 @@ func (r *remoteAPI) do(ctx context.Context, method, path string, query url.Value
 			} `json:"error"`
 		}
 		if json.Unmarshal(raw, &e) == nil && e.Error.Code != "" {
-			return core.Errorf(core.Code(e.Error.Code), "%s", strings.TrimPrefix(e.Error.Message, e.Error.Code+": "))
+			return nil, core.Errorf(core.Code(e.Error.Code), "%s", strings.TrimPrefix(e.Error.Message, e.Error.Code+": "))
 		}
-		return fmt.Errorf("server answered %s", resp.Status)
+		return nil, fmt.Errorf("server answered %s", resp.Status)
 	}
 	if out == nil {
-		return nil
+		return resp.Header, nil
 	}
-	return json.Unmarshal(raw, out)
+	return resp.Header, json.Unmarshal(raw, out)
 }
 
 func orgQuery(orgID string) url.Values {
@@ -106,8 +112,37 @@ func orgQuery(orgID string) url.Values {
 	return q
 }
 
-func (r *remoteAPI) ListAgents(ctx context.Context, orgID string) (out []core.CodeAgent, err error) {
-	return out, r.do(ctx, http.MethodGet, "/api/code-agents", orgQuery(orgID), nil, &out)
+func (r *remoteAPI) ListAgents(ctx context.Context, in core.ListAgentsInput) (core.AgentPage, error) {
+	var out []core.CodeAgent
+	hdr, err := r.doHeader(ctx, http.MethodGet, "/api/code-agents", pageQuery(orgQuery(in.OrgID), in.Limit, in.Cursor), nil, &out)
+	return core.AgentPage{Agents: out, NextCursor: nextCursor(hdr)}, err
+}
+
+// pageQuery adds a page's limit and cursor to q.
+func pageQuery(q url.Values, limit *int, cursor string) url.Values {
+	if limit != nil {
+		q.Set("limit", strconv.Itoa(*limit))
+	}
+	if cursor != "" {
+		q.Set("cursor", cursor)
+	}
+	return q
+}
+
+// nextCursor reads the cursor of a Link: <...>; rel="next" header.
+func nextCursor(h http.Header) string {
+	for _, link := range h.Values("Link") {
+		for _, part := range strings.Split(link, ",") {
+			target, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+			if !strings.Contains(params, `rel="next"`) || !strings.HasPrefix(target, "<") || !strings.HasSuffix(target, ">") {
+				continue
+			}
+			if u, err := url.Parse(target[1 : len(target)-1]); err == nil {
+				return u.Query().Get("cursor")
+			}
+		}
+	}
+	return ""
 }
 
 func (r *remoteAPI) GetAgent(ctx context.Context, id string) (out core.CodeAgent, err error) {
@@ -126,8 +161,8 @@ func (r *remoteAPI) DeleteAgent(ctx context.Context, id string) (out core.OKResu
 	return out, r.do(ctx, http.MethodDelete, "/api/code-agents/"+url.PathEscape(id), nil, nil, &out)
 }
 
-func (r *remoteAPI) ListSessions(ctx context.Context, in core.ListSessionsInput) (out []core.Session, err error) {
-	q := orgQuery(in.OrgID)
+func (r *remoteAPI) ListSessions(ctx context.Context, in core.ListSessionsInput) (core.SessionPage, error) {
+	q := pageQuery(orgQuery(in.OrgID), in.Limit, in.Cursor)
 	if in.CodeAgentID != "" {
 		q.Set("codeAgentId", in.CodeAgentID)
 	}
@@ -137,7 +172,9 @@ func (r *remoteAPI) ListSessions(ctx context.Context, in core.ListSessionsInput)
 	if in.Archived != nil {
 		q.Set("archived", strconv.FormatBool(*in.Archived))
 	}
-	return out, r.do(ctx, http.MethodGet, "/api/code-sessions", q, nil, &out)
+	var out []core.Session
+	hdr, err := r.doHeader(ctx, http.MethodGet, "/api/code-sessions", q, nil, &out)
+	return core.SessionPage{Sessions: out, NextCursor: nextCursor(hdr)}, err
 }
 
 func (r *remoteAPI) GetSession(ctx context.Context, id string) (out core.SessionDetail, err error) {

@@ -113,17 +113,22 @@ func newSessionsCmd(g *globals) *cobra.Command {
 func sessionsList(g *globals, o *cliOpts) *cobra.Command {
 	var in core.ListSessionsInput
 	var archived string
+	var pages pageFlags
 	c := &cobra.Command{
 		Use:     "list",
-		Short:   "List sessions, newest first",
-		Example: "  flapjack sessions list --status running\n  flapjack sessions list --agent ca-... -o jsonl",
+		Short:   "List sessions, newest first (50 unless --limit or --all)",
+		Example: "  flapjack sessions list --status running\n  flapjack sessions list --agent ca-... --all -o jsonl",
 		Args:    usageArgs(cobra.NoArgs),
 	}
 	c.Flags().StringVar(&in.CodeAgentID, "agent", "", "only sessions of this code agent")
 	c.Flags().StringVar(&in.Status, "status", "", "only sessions in this status")
 	c.Flags().StringVar(&archived, "archived", "", `"true" or "false": filter by the archived flag`)
 	c.Flags().StringVar(&in.OrgID, "org", "", "target org (multi-org only)")
+	pages.add(c)
 	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := pages.check(cmd); err != nil {
+			return err
+		}
 		if archived != "" {
 			b, err := strconv.ParseBool(archived)
 			if err != nil || (archived != "true" && archived != "false") {
@@ -132,7 +137,11 @@ func sessionsList(g *globals, o *cliOpts) *cobra.Command {
 			in.Archived = &b
 		}
 		return withAPI(g, o, func(ctx context.Context, a api, p *printer) error {
-			sessions, err := a.ListSessions(ctx, in)
+			sessions, err := collect(ctx, &pages, cmd, func(limit *int, cursor string) ([]core.Session, string, error) {
+				in.Limit, in.Cursor = limit, cursor
+				page, err := a.ListSessions(ctx, in)
+				return page.Sessions, page.NextCursor, err
+			})
 			if err != nil {
 				return err
 			}
