@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -169,6 +171,147 @@ func TestEventWriterRetriesAndNeverSkips(t *testing.T) {
 			ss, _ := h.st.GetSession(ctx, st.SessionID)
 			if tc.wantErr && ss.StreamPosition != "" {
 				t.Errorf("stream position %q advanced past lost events", ss.StreamPosition)
+			}
+		})
+	}
+}
+
+// countingStore counts AppendEvents calls (one commit, one fsync each) and
+// can hold them until released.
+type countingStore struct {
+	core.Store
+	mu      sync.Mutex
+	commits int
+	hold    chan struct{} // when not nil, appends wait for it to close
+}
+
+func (s *countingStore) AppendEvents(ctx context.Context, id string, evs []core.EventInput) ([]core.Event, error) {
+	s.mu.Lock()
+	hold := s.hold
+	s.commits++
+	s.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
+	return s.Store.AppendEvents(ctx, id, evs)
+}
+
+// TestEventWriterPacesCommits: events trickling in at 500 a second are
+// committed at most once per CommitWindow, all of them, in order; the first
+// event after a quiet spell does not wait for the window.
+func TestEventWriterPacesCommits(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	st, err := h.svc.StartSession(ctx, h.actor, core.StartSessionInput{CodeAgentID: h.agent.ID, Prompt: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := &countingStore{Store: h.st}
+	w := core.NewEventWriter(cs, st.SessionID, nil)
+	const n = 250
+	start := time.Now()
+	tick := time.NewTicker(2 * time.Millisecond)
+	for i := range n {
+		<-tick.C
+		w.Emit(core.EventInput{Type: core.EventStdout, Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))})
+	}
+	tick.Stop()
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	maxCommits := int(elapsed/core.CommitWindow) + 2
+	if cs.commits > maxCommits || cs.commits < 2 {
+		t.Fatalf("%d events over %v took %d commits; want 2 to %d (one per %v at most)", n, elapsed, cs.commits, maxCommits, core.CommitWindow)
+	}
+	t.Logf("%d events over %v: %d commits", n, elapsed, cs.commits)
+	evs, err := h.st.ListEvents(ctx, core.EventQuery{SessionID: st.SessionID, Since: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range evs {
+		if string(e.Payload) != fmt.Sprintf(`{"n":%d}`, i) {
+			t.Fatalf("event %d is %s", i, e.Payload)
+		}
+	}
+	if len(evs) != n {
+		t.Fatalf("%d events stored, want %d", len(evs), n)
+	}
+
+	// After a quiet spell, one event is committed at once.
+	w = core.NewEventWriter(h.st, st.SessionID, nil)
+	defer w.Close()
+	time.Sleep(2 * core.CommitWindow)
+	changed, stop := h.st.Watch(st.SessionID)
+	defer stop()
+	t0 := time.Now()
+	w.Emit(core.EventInput{Type: core.EventStdout, Payload: json.RawMessage(`{"n":"alone"}`)})
+	<-changed
+	if took := time.Since(t0); took >= core.CommitWindow {
+		t.Errorf("a lone event took %v to commit; it should not wait for the %v window", took, core.CommitWindow)
+	}
+}
+
+// TestEventWriterQueueIsBounded: while the database is stalled, Emit stops
+// taking events once the queue is full (by count, and by bytes), so a fast
+// agent is slowed through its pipe; once the database moves, everything
+// queued is written, in order.
+func TestEventWriterQueueIsBounded(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		payload string
+		// most is the most events taken while one batch is stuck in the
+		// database and the queue is full.
+		most int
+	}{
+		{"by count", `{"line":"x"}`, 1000 + 4000 + 1},
+		{"by bytes", `{"line":"` + strings.Repeat("y", 1<<20) + `"}`, 1 + 16 + 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			ctx := context.Background()
+			st, err := h.svc.StartSession(ctx, h.actor, core.StartSessionInput{CodeAgentID: h.agent.ID, Prompt: "x"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cs := &countingStore{Store: h.st, hold: make(chan struct{})}
+			w := core.NewEventWriter(cs, st.SessionID, nil)
+			const total = 20_000
+			var emitted atomic.Int64
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for range total {
+					w.Emit(core.EventInput{Type: core.EventStdout, Payload: json.RawMessage(tc.payload)})
+					emitted.Add(1)
+					if tc.most < 100 && emitted.Load() > int64(tc.most)+5 {
+						return // the byte bound failed; do not fill memory
+					}
+				}
+			}()
+			time.Sleep(300 * time.Millisecond)
+			if n := emitted.Load(); n > int64(tc.most) {
+				t.Fatalf("%d events taken while the database was stalled; want at most %d", n, tc.most)
+			}
+			select {
+			case <-done:
+				t.Fatal("Emit never waited while the database was stalled")
+			default:
+			}
+			close(cs.hold)
+			<-done
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if tc.most < 100 {
+				return
+			}
+			ss, err := h.st.GetSession(ctx, st.SessionID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := int64(total + 2); ss.LastEventSeq != want {
+				t.Fatalf("last seq %d, want %d: events were lost", ss.LastEventSeq, want)
 			}
 		})
 	}

@@ -2,6 +2,7 @@ package core
 
 import (
 	"crypto/rand"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -47,3 +48,11 @@ type SystemClock struct{}
 
 // Now returns the current time truncated to milliseconds, in UTC.
 func (SystemClock) Now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
+
+// EventID is the id of a session's event with this seq: derived, not
+// random, so the log stores no id of its own (events logged before ids were
+// derived keep the random ones they were given). Unique, as session ids
+// are, and never equal to an older random id, which has no second dash.
+func EventID(sessionID string, seq int64) string {
+	return PrefixEvent + strings.TrimPrefix(sessionID, PrefixSession) + "-" + strconv.FormatInt(seq, 10)
+}

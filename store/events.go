@@ -33,7 +33,7 @@ func (s *Store) AppendEvents(ctx context.Context, sessionID string, events []cor
 	var out []core.Event
 	err := s.writeSession(ctx, sessionID, func(tx *sql.Tx) error {
 		var err error
-		out, err = appendEvents(ctx, tx, sessionID, events)
+		out, err = s.appendEvents(ctx, tx, sessionID, events)
 		return err
 	})
 	if err != nil {
@@ -44,48 +44,58 @@ func (s *Store) AppendEvents(ctx context.Context, sessionID string, events []cor
 
 // appendEvents assigns seqs from the session's last_event_seq and advances it,
 // inside the caller's write transaction: the IMMEDIATE lock makes the
-// read-then-write safe across processes, and commit order is seq order.
-func appendEvents(ctx context.Context, tx *sql.Tx, sessionID string, in []core.EventInput) ([]core.Event, error) {
+// read-then-write safe across processes, and commit order is seq order. The
+// transaction must be the session's (writeSession), or its waiters would
+// not be woken.
+func (s *Store) appendEvents(ctx context.Context, tx *sql.Tx, sessionID string, in []core.EventInput) ([]core.Event, error) {
 	out := make([]core.Event, 0, len(in))
 	if len(in) == 0 {
 		return out, nil
 	}
+	if s.scope.session != sessionID {
+		return nil, fmt.Errorf("events of session %s appended in a transaction of %q: use writeSession", sessionID, s.scope.session)
+	}
+	// Validate and time the batch first: the session's counters then move
+	// in one statement that also says where the batch starts.
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	created := make([]int64, len(in))
+	position := ""
+	for i, e := range in {
+		if len(e.Payload) > 0 && !json.Valid(e.Payload) {
+			return nil, fmt.Errorf("event %s: payload is not valid JSON", e.Type)
+		}
+		t := e.CreatedAt
+		if t.IsZero() {
+			t = now
+		}
+		created[i] = ms(t)
+		if e.StreamPosition != "" {
+			position = e.StreamPosition
+		}
+	}
 	var last int64
-	err := tx.QueryRowContext(ctx, `SELECT last_event_seq FROM sessions WHERE id = ?`, sessionID).Scan(&last)
+	err := tx.StmtContext(ctx, s.stmts.advance).QueryRowContext(ctx, len(in), created[len(in)-1], position, position, sessionID).Scan(&last)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, core.ErrNotFound
 	}
 	if err != nil {
 		return nil, err
 	}
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO events
-		(session_id, seq, id, message_id, cursor_run_id, event_type, payload, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return nil, err
-	}
-	defer stmt.Close()
-	now := time.Now().UTC().Truncate(time.Millisecond)
-	for _, e := range in {
+	last -= int64(len(in)) // the seq before the batch
+	insert := tx.StmtContext(ctx, s.stmts.insertEvent)
+	for i, e := range in {
 		payload := []byte(emptyPayload)
 		if len(e.Payload) > 0 {
-			if !json.Valid(e.Payload) {
-				return nil, fmt.Errorf("event %s: payload is not valid JSON", e.Type)
-			}
 			payload = e.Payload
-		}
-		created := e.CreatedAt
-		if created.IsZero() {
-			created = now
 		}
 		last++
 		ev := core.Event{
-			ID:        core.NewSortableID(core.PrefixEvent, created),
+			ID:        core.EventID(sessionID, last),
 			SessionID: sessionID,
 			Type:      e.Type,
 			Payload:   json.RawMessage(append([]byte(nil), payload...)),
 			Seq:       last,
-			CreatedAt: fromMS(ms(created)),
+			CreatedAt: fromMS(created[i]),
 		}
 		if e.MessageID != "" {
 			ev.MessageID = &e.MessageID
@@ -93,41 +103,66 @@ func appendEvents(ctx context.Context, tx *sql.Tx, sessionID string, in []core.E
 		if e.CursorRunID != "" {
 			ev.CursorRunID = &e.CursorRunID
 		}
-		_, err := stmt.ExecContext(ctx, sessionID, ev.Seq, ev.ID, emptyNull(e.MessageID),
-			emptyNull(e.CursorRunID), string(e.Type), string(payload), ms(created))
+		_, err := insert.ExecContext(ctx, sessionID, ev.Seq, emptyNull(e.MessageID),
+			emptyNull(e.CursorRunID), string(e.Type), string(payload), created[i])
 		if err != nil {
 			return nil, fmt.Errorf("event seq %d: %w", ev.Seq, err)
 		}
 		out = append(out, ev)
 	}
-	position := ""
-	for _, e := range in {
-		if e.StreamPosition != "" {
-			position = e.StreamPosition
+	// Each message's range grows to cover its new events (a batch is
+	// nearly always one message's, so this is one statement).
+	var mark *sql.Stmt
+	for i := 0; i < len(in); {
+		j := i + 1
+		for j < len(in) && in[j].MessageID == in[i].MessageID {
+			j++
 		}
-	}
-	_, err = tx.ExecContext(ctx, `UPDATE sessions SET last_event_seq = ?, last_event_at = ?,
-		stream_position = CASE WHEN ? = '' THEN stream_position ELSE ? END WHERE id = ?`,
-		last, ms(out[len(out)-1].CreatedAt), position, position, sessionID)
-	if err != nil {
-		return nil, err
+		if id := in[i].MessageID; id != "" {
+			if mark == nil {
+				mark = tx.StmtContext(ctx, s.stmts.markMessage)
+			}
+			if _, err := mark.ExecContext(ctx, out[i].Seq, out[j-1].Seq, id, sessionID); err != nil {
+				return nil, err
+			}
+		}
+		i = j
 	}
 	return out, nil
 }
 
-// The keyset reads of ListEvents; TestQueryPlans holds them to their indexes.
-// Without statistics the planner would read a message's events through the
-// primary key, filtering every later event of the session; INDEXED BY seeks.
+const (
+	// id stays NULL: it is derived from the seq (core.EventID).
+	insertEventSQL = `INSERT INTO events
+		(session_id, seq, message_id, cursor_run_id, event_type, payload, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`
+	// advanceSessionSQL moves the counters by a batch of ? events and
+	// returns the new last seq.
+	advanceSessionSQL = `UPDATE sessions SET last_event_seq = last_event_seq + ?, last_event_at = ?,
+		stream_position = CASE WHEN ? = '' THEN stream_position ELSE ? END WHERE id = ?
+		RETURNING last_event_seq`
+	markMessageSQL = `UPDATE messages SET first_event_seq = COALESCE(first_event_seq, ?), last_event_seq = ?
+		WHERE id = ? AND session_id = ?`
+)
+
+// The keyset reads of ListEvents; TestQueryPlans holds them to the primary
+// key. A message's events lie between the first and last seq its row
+// records (other events may be between them), so that read is one bounded
+// range scan too.
 const (
 	listEventsSQL = `SELECT seq, id, message_id, cursor_run_id, event_type, payload, created_at
 		FROM events WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?`
 	listMessageEventsSQL = `SELECT seq, id, message_id, cursor_run_id, event_type, payload, created_at
-		FROM events INDEXED BY events_message
-		WHERE session_id = ? AND message_id = ? AND seq > ? ORDER BY seq LIMIT ?`
+		FROM events WHERE session_id = ?1 AND message_id = ?2
+		AND seq > MAX(?3, COALESCE((SELECT first_event_seq - 1 FROM messages WHERE id = ?2 AND session_id = ?1), ` + maxInt64 + `))
+		AND seq <= COALESCE((SELECT last_event_seq FROM messages WHERE id = ?2 AND session_id = ?1), 0)
+		ORDER BY seq LIMIT ?4`
+	maxInt64 = "9223372036854775807"
 )
 
-// ListEvents reads by keyset on the (session_id, seq) primary key, or on
-// events_message with a MessageID, so a page costs the same at any depth.
+// ListEvents reads by keyset on the (session_id, seq) primary key, with a
+// MessageID within that message's range, so a page costs the same at any
+// depth.
 // A Limit of zero or less means no limit.
 func (s *Store) ListEvents(ctx context.Context, q core.EventQuery) ([]core.Event, error) {
 	limit := int64(q.Limit)
@@ -137,9 +172,9 @@ func (s *Store) ListEvents(ctx context.Context, q core.EventQuery) ([]core.Event
 	var rows *sql.Rows
 	var err error
 	if q.MessageID == "" {
-		rows, err = s.db.QueryContext(ctx, listEventsSQL, q.SessionID, q.Since, limit)
+		rows, err = s.stmts.listEvents.QueryContext(ctx, q.SessionID, q.Since, limit)
 	} else {
-		rows, err = s.db.QueryContext(ctx, listMessageEventsSQL, q.SessionID, q.MessageID, q.Since, limit)
+		rows, err = s.stmts.listMessageEvents.QueryContext(ctx, q.SessionID, q.MessageID, q.Since, limit)
 	}
 	if err != nil {
 		return nil, wrap("list events", err)
@@ -152,13 +187,17 @@ func (s *Store) ListEvents(ctx context.Context, q core.EventQuery) ([]core.Event
 	size := 0
 	for rows.Next() {
 		var (
-			e            core.Event
-			msgID, runID sql.NullString
-			typ, payload string
-			created      int64
+			e                core.Event
+			id, msgID, runID sql.NullString
+			typ, payload     string
+			created          int64
 		)
-		if err := rows.Scan(&e.Seq, &e.ID, &msgID, &runID, &typ, &payload, &created); err != nil {
+		if err := rows.Scan(&e.Seq, &id, &msgID, &runID, &typ, &payload, &created); err != nil {
 			return nil, wrap("list events", err)
+		}
+		e.ID = id.String
+		if !id.Valid {
+			e.ID = core.EventID(q.SessionID, e.Seq)
 		}
 		e.SessionID = q.SessionID
 		e.MessageID, e.CursorRunID = strPtr(msgID), strPtr(runID)

@@ -136,7 +136,7 @@ func (s *Store) RecordDeliveryAttempt(ctx context.Context, a core.DeliveryAttemp
 	if a.HTTPStatus != 0 {
 		status = a.HTTPStatus
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeSession(ctx, a.SessionID, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `UPDATE webhook_deliveries SET state = ?, attempts = attempts + 1,
 			next_attempt_at = ?, last_attempt_at = ?, last_status = ?, last_error = ?
 			WHERE id = ? AND state = 'pending'`,
@@ -157,7 +157,7 @@ func (s *Store) RecordDeliveryAttempt(ctx context.Context, a core.DeliveryAttemp
 				return err
 			}
 		}
-		_, err = appendEvents(ctx, tx, a.SessionID, a.Events)
+		_, err = s.appendEvents(ctx, tx, a.SessionID, a.Events)
 		return err
 	})
 	return wrap("record delivery "+a.ID, err)

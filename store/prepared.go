@@ -8,14 +8,14 @@ import (
 	"github.com/flapjack-dev/flapjack/core"
 )
 
-// Prepared is the Store with the reads a REST server repeats on every request
-// (the token's actor, the session, its messages) as prepared statements:
-// SQLite then parses each once per connection instead of once per call,
+// Prepared is the Store with the token lookup a REST server repeats on every
+// request as a prepared statement (the Store prepares its own hot reads):
+// SQLite then parses it once per connection instead of once per call,
 // which is most of what such a read costs. Answers are the Store's, read
 // fresh every time.
 type Prepared struct {
 	*Store
-	actor, session, messages *sql.Stmt
+	actor *sql.Stmt
 }
 
 var _ core.Store = (*Prepared)(nil)
@@ -29,8 +29,6 @@ func NewPrepared(s *Store) (*Prepared, error) {
 		sql string
 	}{
 		{&p.actor, actorForTokenSQL},
-		{&p.session, `SELECT ` + sessionColumns + ` FROM sessions WHERE id = ?`},
-		{&p.messages, `SELECT ` + messageColumns + ` FROM messages WHERE session_id = ? ORDER BY ordinal`},
 	} {
 		stmt, err := s.db.PrepareContext(ctx, st.sql)
 		if err != nil {
@@ -45,39 +43,12 @@ func NewPrepared(s *Store) (*Prepared, error) {
 // Close releases the statements (not the Store).
 func (p *Prepared) Close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{p.actor, p.session, p.messages} {
+	for _, st := range []*sql.Stmt{p.actor} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// GetSession is Store.GetSession on a prepared statement.
-func (p *Prepared) GetSession(ctx context.Context, id string) (core.Session, error) {
-	sess, err := scanSession(p.session.QueryRowContext(ctx, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		err = core.ErrNotFound
-	}
-	return sess, wrap("get session "+id, err)
-}
-
-// ListMessages is Store.ListMessages on a prepared statement.
-func (p *Prepared) ListMessages(ctx context.Context, sessionID string) ([]core.Message, error) {
-	rows, err := p.messages.QueryContext(ctx, sessionID)
-	if err != nil {
-		return nil, wrap("list messages", err)
-	}
-	defer rows.Close()
-	out := []core.Message{}
-	for rows.Next() {
-		m, err := scanMessage(rows)
-		if err != nil {
-			return nil, wrap("list messages", err)
-		}
-		out = append(out, m)
-	}
-	return out, wrap("list messages", rows.Err())
 }
 
 // ActorForToken is Store.ActorForToken on a prepared statement.

@@ -44,7 +44,7 @@ func (s *Store) CreateSession(ctx context.Context, sess core.Session, first core
 		if err := upsertMessages(ctx, tx, sess.ID, []core.Message{first}); err != nil {
 			return err
 		}
-		if out, err = appendEvents(ctx, tx, sess.ID, events); err != nil {
+		if out, err = s.appendEvents(ctx, tx, sess.ID, events); err != nil {
 			return err
 		}
 		return insertDeliveries(ctx, tx, sess, out)
@@ -57,7 +57,7 @@ func (s *Store) CreateSession(ctx context.Context, sess core.Session, first core
 
 // GetSession returns one session, or core.ErrNotFound.
 func (s *Store) GetSession(ctx context.Context, id string) (core.Session, error) {
-	sess, err := scanSession(s.db.QueryRowContext(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE id = ?`, id))
+	sess, err := scanSession(s.stmts.getSession.QueryRowContext(ctx, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		err = core.ErrNotFound
 	}
@@ -109,8 +109,7 @@ func (s *Store) ListSessions(ctx context.Context, f core.SessionFilter) ([]core.
 // ListMessages returns a session's messages in send order; none for an unknown
 // session.
 func (s *Store) ListMessages(ctx context.Context, sessionID string) ([]core.Message, error) {
-	rows, err := s.db.QueryContext(ctx,
-		`SELECT `+messageColumns+` FROM messages WHERE session_id = ? ORDER BY ordinal`, sessionID)
+	rows, err := s.stmts.listMessages.QueryContext(ctx, sessionID)
 	if err != nil {
 		return nil, wrap("list messages", err)
 	}
@@ -163,7 +162,7 @@ func (s *Store) Apply(ctx context.Context, c core.Change) ([]core.Event, error) 
 		if err := upsertMessages(ctx, tx, sess.ID, c.Messages); err != nil {
 			return err
 		}
-		if out, err = appendEvents(ctx, tx, sess.ID, c.Events); err != nil {
+		if out, err = s.appendEvents(ctx, tx, sess.ID, c.Events); err != nil {
 			return err
 		}
 		return insertDeliveries(ctx, tx, sess, out)

@@ -58,6 +58,10 @@ type Store struct {
 
 	// commits tells waiters and the ReadCache what each commit changed.
 	commits *commits
+	// stmts are the hot paths' prepared statements.
+	stmts *stmts
+	// scope is the running write transaction's (writeSem held).
+	scope writeScope
 
 	closeOnce sync.Once
 	closeErr  error
@@ -95,6 +99,12 @@ func Open(path string) (*Store, error) {
 	}
 	// The -shm file exists once the database is open in WAL mode.
 	if s.commits, err = newCommits(path + "-shm"); err != nil {
+		s.dvConn.Close()
+		db.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if s.stmts, err = prepareStmts(ctx, db); err != nil {
+		s.commits.close()
 		s.dvConn.Close()
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
@@ -150,7 +160,7 @@ func (s *Store) Close() error {
 		s.dvMu.Lock()
 		err := s.dvConn.Close()
 		s.dvMu.Unlock()
-		s.closeErr = errors.Join(err, s.commits.close(), s.db.Close())
+		s.closeErr = errors.Join(err, s.stmts.close(), s.commits.close(), s.db.Close())
 	})
 	return s.closeErr
 }
@@ -299,6 +309,8 @@ func (s *Store) writeScoped(ctx context.Context, scope writeScope, fn func(tx *s
 		return ctx.Err()
 	}
 	defer func() { <-s.writeSem }()
+	s.scope = scope
+	defer func() { s.scope = writeScope{} }()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err

@@ -1321,7 +1321,7 @@ func TestQueryPlans(t *testing.T) {
 	}{
 		{"events", listEventsSQL, []any{"cs-a", 5, 100}, "SEARCH events USING PRIMARY KEY (session_id=? AND seq>?)"},
 		{"events of a message", listMessageEventsSQL, []any{"cs-a", "msg-a", 5, 100},
-			"SEARCH events USING INDEX events_message (session_id=? AND message_id=? AND seq>?)"},
+			"SEARCH events USING PRIMARY KEY (session_id=? AND seq>? AND seq<?)"},
 		{"sealed rows", `SELECT EXISTS (SELECT 1 FROM sessions WHERE cursor_key_ciphertext IS NOT NULL)`, nil,
 			"SCAN sessions USING INDEX sessions_sealed"},
 	} {

@@ -161,7 +161,7 @@ func isTerminalStatus(s string) bool {
 }
 
 // makeRepo creates a git repository with one commit on main.
-func makeRepo(t *testing.T) string {
+func makeRepo(t testing.TB) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "repo")
 	os.MkdirAll(dir, 0o755)
@@ -175,7 +175,7 @@ func makeRepo(t *testing.T) string {
 }
 
 // writeAgent writes an executable agent script and returns its path.
-func writeAgent(t *testing.T, body string) string {
+func writeAgent(t testing.TB, body string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "agent.sh")
 	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
@@ -186,7 +186,7 @@ func writeAgent(t *testing.T, body string) string {
 
 // stopRunner stops the detached runner of a data directory and waits until it
 // is gone, so no test leaves a process behind.
-func stopRunner(t *testing.T, dataDir string) {
+func stopRunner(t testing.TB, dataDir string) {
 	t.Helper()
 	// A runner started just before (a kick, a server's hand-over) takes the
 	// lock a few milliseconds after it was spawned: look a few times.
@@ -200,7 +200,7 @@ func stopRunner(t *testing.T, dataDir string) {
 
 // stopHeldRunner stops the runner holding the lock, if any, and reports
 // whether there was one.
-func stopHeldRunner(t *testing.T, dataDir string) bool {
+func stopHeldRunner(t testing.TB, dataDir string) bool {
 	t.Helper()
 	f, err := os.Open(filepath.Join(dataDir, "runner.lock"))
 	if err != nil {
@@ -230,7 +230,7 @@ func stopHeldRunner(t *testing.T, dataDir string) bool {
 	return true
 }
 
-func newDataDir(t *testing.T) string {
+func newDataDir(t testing.TB) string {
 	t.Helper()
 	d := filepath.Join(t.TempDir(), "data")
 	t.Cleanup(func() { stopRunner(t, d) })

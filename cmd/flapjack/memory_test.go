@@ -19,7 +19,7 @@ import (
 )
 
 // vmHWM is a process's peak resident memory, from /proc.
-func vmHWM(t *testing.T, pid int) int64 {
+func vmHWM(t testing.TB, pid int) int64 {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {

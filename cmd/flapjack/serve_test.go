@@ -51,7 +51,7 @@ var servingURL = regexp.MustCompile(`msg="serving the REST API" url=(\S+)`)
 
 // startServe runs the binary's serve command and waits until it answers.
 // Its client validates every response against the /openapi.json it serves.
-func startServe(t *testing.T, dataDir string, env []string, args ...string) *serveProc {
+func startServe(t testing.TB, dataDir string, env []string, args ...string) *serveProc {
 	t.Helper()
 	cmd := exec.Command(flapjackBin, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...)
 	cmd.Env = append(os.Environ(), "FLAPJACK_DATA_DIR="+dataDir, "FLAPJACK_RUNTIME=local", "FLAPJACK_LOCAL_AGENT=exec", "FLAPJACK_KILL_GRACE=1s")
@@ -85,7 +85,7 @@ func startServe(t *testing.T, dataDir string, env []string, args ...string) *ser
 }
 
 // stop sends SIGTERM and waits for the exit status.
-func (p *serveProc) stop(t *testing.T) error {
+func (p *serveProc) stop(t testing.TB) error {
 	t.Helper()
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -100,7 +100,7 @@ func (p *serveProc) stop(t *testing.T) error {
 }
 
 // call sends a request with a bearer token (none when "") and JSON body.
-func (p *serveProc) call(t *testing.T, method, path, token string, body any) (int, []byte) {
+func (p *serveProc) call(t testing.TB, method, path, token string, body any) (int, []byte) {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -126,12 +126,12 @@ func (p *serveProc) call(t *testing.T, method, path, token string, body any) (in
 // validator is an http.RoundTripper that checks every response against the
 // OpenAPI document the server itself serves (kin-openapi).
 type validator struct {
-	t      *testing.T
+	t      testing.TB
 	base   http.RoundTripper
 	router routers.Router
 }
 
-func newValidator(t *testing.T, url string, base http.RoundTripper) *validator {
+func newValidator(t testing.TB, url string, base http.RoundTripper) *validator {
 	t.Helper()
 	res, err := (&http.Client{Transport: base}).Get(url + "/openapi.json")
 	if err != nil {

@@ -1,0 +1,170 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/flapjack-dev/flapjack/core"
+)
+
+// TestLeanEventsMigration: a database made by the previous schema (events
+// with their id and message indexes) is brought up to date at open: every
+// event keeps its id, seq and payload, a message's events are found by its
+// range, and appends go on from there.
+func TestLeanEventsMigration(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "flapjack.db")
+	ms, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms[:8] {
+		if _, err := old.Exec(m.sql); err != nil {
+			t.Fatalf("%s: %v", m.name, err)
+		}
+	}
+	mustExec := func(q string, args ...any) {
+		t.Helper()
+		if _, err := old.Exec(q, args...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	mustExec(`PRAGMA user_version = 8`)
+	mustExec(`INSERT INTO orgs (id, name, created_at) VALUES ('org-a', 'a', 1)`)
+	mustExec(`INSERT INTO sessions (id, org_id, code_agent_id, repo_url, starting_ref, status, model_id,
+		auto_create_pr, work_on_current_branch, skip_reviewer_request, runtime, preamble, created_by, created_at, last_event_seq)
+		VALUES ('cs-a', 'org-a', 'ca-a', 'r', 'main', 'finished', 'auto', 0, 0, 0, 'local', '', 'u', 1, 30)`)
+	for i, m := range []string{"msg-1", "msg-2"} {
+		mustExec(`INSERT INTO messages (id, session_id, ordinal, role, prompt, status, created_at) VALUES (?, 'cs-a', ?, 'user', 'p', 'finished', 1)`, m, i+1)
+	}
+	want := map[int64]string{}
+	for seq := int64(1); seq <= 30; seq++ {
+		msg := any("msg-1")
+		switch {
+		case seq > 20:
+			msg = "msg-2"
+		case seq%7 == 0:
+			msg = nil // a status event between a message's events
+		}
+		id := "evt-legacy" + strconv.FormatInt(seq, 10)
+		want[seq] = id
+		mustExec(`INSERT INTO events (session_id, seq, id, message_id, event_type, payload, created_at) VALUES ('cs-a', ?, ?, ?, 'stdout', ?, ?)`,
+			seq, id, msg, `{"n":`+strconv.FormatInt(seq, 10)+`}`, seq)
+	}
+	old.Close()
+
+	s := openAt(t, path)
+	if v := userVersion(t, s); v != len(ms) {
+		t.Fatalf("user_version %d after open, want %d", v, len(ms))
+	}
+	var indexes int
+	s.db.QueryRow(`SELECT COUNT(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'events'`).Scan(&indexes)
+	if indexes != 0 {
+		t.Errorf("events still has %d secondary indexes", indexes)
+	}
+	all, err := s.ListEvents(ctx, core.EventQuery{SessionID: "cs-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 30 {
+		t.Fatalf("%d events after the migration, want 30", len(all))
+	}
+	for _, e := range all {
+		if e.ID != want[e.Seq] || string(e.Payload) != `{"n":`+strconv.FormatInt(e.Seq, 10)+`}` {
+			t.Fatalf("event %d: id %s payload %s; want id %s", e.Seq, e.ID, e.Payload, want[e.Seq])
+		}
+	}
+	count := func(msg string, since int64, limit int) []int64 {
+		t.Helper()
+		evs, err := s.ListEvents(ctx, core.EventQuery{SessionID: "cs-a", MessageID: msg, Since: since, Limit: limit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var seqs []int64
+		for _, e := range evs {
+			if *e.MessageID != msg {
+				t.Fatalf("event %d of %s in %s's list", e.Seq, *e.MessageID, msg)
+			}
+			seqs = append(seqs, e.Seq)
+		}
+		return seqs
+	}
+	if got := count("msg-1", 0, 0); len(got) != 18 || got[0] != 1 || got[len(got)-1] != 20 {
+		t.Errorf("msg-1's events = %v, want the 18 of 1..20 but 7 and 14", got)
+	}
+	if got := count("msg-2", 5, 3); len(got) != 3 || got[0] != 21 {
+		t.Errorf("msg-2's first 3 after 5 = %v, want 21 22 23", got)
+	}
+	if got := count("msg-1", 20, 0); len(got) != 0 {
+		t.Errorf("msg-1's events after its last = %v, want none", got)
+	}
+	if got := count("msg-nope", 0, 0); len(got) != 0 {
+		t.Errorf("an unknown message has events %v", got)
+	}
+
+	// Appends go on from seq 30 and extend the message's range.
+	if _, err := s.AppendEvents(ctx, "cs-a", []core.EventInput{{MessageID: "msg-1", Type: core.EventStdout, Payload: json.RawMessage(`{"late":1}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := count("msg-1", 20, 0); len(got) != 1 || got[0] != 31 {
+		t.Errorf("msg-1's events after 20 = %v, want [31]", got)
+	}
+}
+
+// TestEventStorageIsLean: 100,000 events of a 36-byte payload take at most
+// 150 bytes each beyond the payload in the database file (issue 13, goal 7).
+func TestEventStorageIsLean(t *testing.T) {
+	if beyond := eventBytesBeyondPayload(t); beyond > 150 {
+		t.Errorf("%.1f bytes per event beyond the payload, want at most 150", beyond)
+	}
+}
+
+// BenchmarkEventStorage reports the same figure for make bench.
+func BenchmarkEventStorage(b *testing.B) {
+	var beyond float64
+	for b.Loop() {
+		beyond = eventBytesBeyondPayload(b)
+	}
+	b.ReportMetric(beyond, "file-bytes/event-beyond-payload")
+}
+
+// eventBytesBeyondPayload appends 100,000 events of a 36-byte payload (one
+// message, one run, as an agent's output is) and returns the database
+// file's size per event, less the payload, after a checkpoint.
+func eventBytesBeyondPayload(tb testing.TB) float64 {
+	ctx := context.Background()
+	s, path := newStore(tb)
+	o := mustOwner(tb, s)
+	sess := testSession(o.OrgID, "ca", 1)
+	m := createSession(tb, s, sess)
+	payload := json.RawMessage(`{"text":"Looking at src/auth.ts ok"}`)
+	const n = 100_000
+	for i := 0; i < n; i += 1000 {
+		batch := make([]core.EventInput, 1000)
+		for j := range batch {
+			batch[j] = core.EventInput{MessageID: m.ID, CursorRunID: "run-abcdefghijklmnopqrst", Type: core.EventAssistant, Payload: payload}
+		}
+		if _, err := s.AppendEvents(ctx, sess.ID, batch); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := s.checkpoint(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	beyond := float64(st.Size())/n - float64(len(payload))
+	tb.Logf("%d events of %d bytes: file %d bytes, %.1f bytes per event beyond its payload", n, len(payload), st.Size(), beyond)
+	return beyond
+}
