@@ -71,12 +71,3 @@ func (m Message) MarshalJSON() ([]byte, error) {
 		CreatedAt   string  `json:"created_at"`
 	}{plain(m), formatTimePtr(m.StartedAt), formatTimePtr(m.CompletedAt), FormatTime(m.CreatedAt)})
 }
-
-// MarshalJSON writes an Event with its time in TimeFormat.
-func (e Event) MarshalJSON() ([]byte, error) {
-	type plain Event
-	return json.Marshal(struct {
-		plain
-		CreatedAt string `json:"created_at"`
-	}{plain(e), FormatTime(e.CreatedAt)})
-}

@@ -88,6 +88,7 @@ func BenchmarkGetSession(b *testing.B) {
 // benchmark needs and nothing that would cost CPU of its own.
 type benchServer struct {
 	dbPath  string
+	agentID string
 	st      *store.Store
 	svc     *core.Service
 	actor   core.Actor
@@ -134,7 +135,7 @@ func newBenchServer(b *testing.B) *benchServer {
 		h.CloseStreams()
 		srv.Close()
 	})
-	return &benchServer{dbPath: dbPath, st: st, svc: svc, actor: actor, started: started, token: m, srv: srv}
+	return &benchServer{dbPath: dbPath, agentID: ag.ID, st: st, svc: svc, actor: actor, started: started, token: m, srv: srv}
 }
 
 type httpStatusError struct{ status int }

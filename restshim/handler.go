@@ -324,7 +324,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		s.writeStream(w)
 		return
 	}
-	b, err := json.Marshal(v)
+	var b []byte
+	var err error
+	// A type that writes itself (an events page) is taken as written:
+	// through json.Marshal its output would be parsed and compacted again.
+	if m, ok := v.(json.Marshaler); ok {
+		b, err = m.MarshalJSON()
+	} else {
+		b, err = json.Marshal(v)
+	}
 	if err != nil {
 		status = http.StatusInternalServerError
 		b, _ = json.Marshal(errorBody{Error: errorDetail{Code: string(core.CodeInternal), Message: "internal error"}})

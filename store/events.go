@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -60,9 +61,17 @@ func (s *Store) appendEvents(ctx context.Context, tx *sql.Tx, sessionID string, 
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	created := make([]int64, len(in))
 	position := ""
+	payloads := make([][]byte, len(in))
+	var compact bytes.Buffer
 	for i, e := range in {
-		if len(e.Payload) > 0 && !json.Valid(e.Payload) {
-			return nil, fmt.Errorf("event %s: payload is not valid JSON", e.Type)
+		// Checked and compacted once here, so readers write it as it is.
+		payloads[i] = []byte(emptyPayload)
+		if len(e.Payload) > 0 {
+			compact.Reset()
+			if err := json.Compact(&compact, e.Payload); err != nil {
+				return nil, fmt.Errorf("event %s: payload is not valid JSON: %w", e.Type, err)
+			}
+			payloads[i] = bytes.Clone(compact.Bytes())
 		}
 		t := e.CreatedAt
 		if t.IsZero() {
@@ -84,16 +93,13 @@ func (s *Store) appendEvents(ctx context.Context, tx *sql.Tx, sessionID string, 
 	last -= int64(len(in)) // the seq before the batch
 	insert := tx.StmtContext(ctx, s.stmts.insertEvent)
 	for i, e := range in {
-		payload := []byte(emptyPayload)
-		if len(e.Payload) > 0 {
-			payload = e.Payload
-		}
+		payload := payloads[i]
 		last++
 		ev := core.Event{
 			ID:        core.EventID(sessionID, last),
 			SessionID: sessionID,
 			Type:      e.Type,
-			Payload:   json.RawMessage(append([]byte(nil), payload...)),
+			Payload:   json.RawMessage(payload),
 			Seq:       last,
 			CreatedAt: fromMS(created[i]),
 		}

@@ -168,3 +168,32 @@ func eventBytesBeyondPayload(tb testing.TB) float64 {
 	tb.Logf("%d events of %d bytes: file %d bytes, %.1f bytes per event beyond its payload", n, len(payload), st.Size(), beyond)
 	return beyond
 }
+
+// TestPayloadsAreStoredCompact: a payload with insignificant whitespace is
+// stored compacted (readers write payloads as stored, and an SSE data line
+// must not break), and an invalid one is refused with nothing written.
+func TestPayloadsAreStoredCompact(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	o := mustOwner(t, s)
+	sess := testSession(o.OrgID, "ca", 1)
+	createSession(t, s, sess)
+	out, err := s.AppendEvents(ctx, sess.ID, []core.EventInput{{Type: core.EventStdout, Payload: json.RawMessage("{ \"line\" :\n \"a  b\" ,\t\"n\": [1, 2] }")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = `{"line":"a  b","n":[1,2]}`
+	got, err := s.ListEvents(ctx, core.EventQuery{SessionID: sess.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(out[0].Payload) != want || len(got) != 1 || string(got[0].Payload) != want {
+		t.Fatalf("payload returned %s, stored %s; want %s", out[0].Payload, got[0].Payload, want)
+	}
+	if _, err := s.AppendEvents(ctx, sess.ID, []core.EventInput{{Type: core.EventStdout, Payload: json.RawMessage(`{"a":`)}}); err == nil {
+		t.Fatal("an invalid payload was stored")
+	}
+	if after, _ := s.ListEvents(ctx, core.EventQuery{SessionID: sess.ID}); len(after) != 1 {
+		t.Fatalf("%d events after a refused append, want 1", len(after))
+	}
+}

@@ -1,0 +1,96 @@
+package core_test
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/flapjack-dev/flapjack/core"
+)
+
+// reference is an Event as encoding/json writes it from its tags, the time
+// in TimeFormat: what Event's hand-written JSON must equal.
+func reference(t *testing.T, e core.Event) any {
+	t.Helper()
+	raw, err := json.Marshal(struct {
+		ID          string          `json:"id"`
+		SessionID   string          `json:"session_id"`
+		MessageID   *string         `json:"message_id"`
+		CursorRunID *string         `json:"cursor_run_id"`
+		Type        core.EventType  `json:"event_type"`
+		Payload     json.RawMessage `json:"payload"`
+		Seq         int64           `json:"seq"`
+		CreatedAt   string          `json:"created_at"`
+	}{e.ID, e.SessionID, e.MessageID, e.CursorRunID, e.Type, e.Payload, e.Seq, core.FormatTime(e.CreatedAt)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v any
+	json.Unmarshal(raw, &v)
+	return v
+}
+
+// TestEventJSONMatchesTheTags: events and pages written in one buffer are
+// valid JSON equal to encoding/json's, for hostile strings too (quotes,
+// backslashes, control characters, HTML, invalid UTF-8), with null ids and
+// an empty payload; HTML characters are escaped as encoding/json does.
+func TestEventJSONMatchesTheTags(t *testing.T) {
+	hostile := []string{"plain-id", `q"uote`, `back\slash`, "ctl\x00\x1f\n\t", "<script>alert(1)</script>", "a&b", "é ✓ 🚀", "bad\xffutf8", "\u2028\u2029", ""}
+	r := rand.New(rand.NewPCG(1, 2))
+	var page core.EventPage
+	for i := range 200 {
+		s := func() *string {
+			if r.IntN(4) == 0 {
+				return nil
+			}
+			v := hostile[r.IntN(len(hostile))]
+			return &v
+		}
+		sid := "cs-x"
+		if v := s(); v != nil {
+			sid = *v
+		}
+		e := core.Event{ID: core.EventID("cs-abc", int64(i)), SessionID: sid, MessageID: s(), CursorRunID: s(),
+			Type: core.EventType(hostile[r.IntN(len(hostile))]), Seq: int64(i),
+			CreatedAt: time.UnixMilli(r.Int64N(4e12)).In(time.FixedZone("x", 3600))}
+		switch i % 3 {
+		case 0:
+			e.Payload = json.RawMessage(`{"line":"<b>&amp;</b>","n":[1,2.5e3,null,true]}`)
+		case 1:
+			e.Payload = nil
+		}
+		raw, err := e.MarshalJSON()
+		if err != nil || !json.Valid(raw) {
+			t.Fatalf("event %d: %v, %s", i, err, raw)
+		}
+		if strings.ContainsAny(string(raw[:strings.Index(string(raw), `"payload"`)]), "<>&") {
+			t.Fatalf("event %d: HTML characters unescaped in %s", i, raw)
+		}
+		var got any
+		json.Unmarshal(raw, &got)
+		if diff := cmp.Diff(reference(t, e), got); diff != "" {
+			t.Fatalf("event %d (-encoding/json +written):\n%s", i, diff)
+		}
+		page.Events = append(page.Events, e)
+	}
+	page.LastSeq = 199
+	raw, err := page.MarshalJSON()
+	if err != nil || !json.Valid(raw) {
+		t.Fatalf("page: %v", err)
+	}
+	var back struct {
+		Events  []json.RawMessage `json:"events"`
+		LastSeq int64             `json:"last_seq"`
+	}
+	if err := json.Unmarshal(raw, &back); err != nil || len(back.Events) != 200 || back.LastSeq != 199 {
+		t.Fatalf("page decodes to %d events, last_seq %d (%v)", len(back.Events), back.LastSeq, err)
+	}
+	empty, _ := core.EventPage{Events: []core.Event{}, LastSeq: 7}.MarshalJSON()
+	if string(empty) != `{"events":[],"last_seq":7}` {
+		t.Fatalf("empty page = %s", empty)
+	}
+}

@@ -1,0 +1,230 @@
+package restshim
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/flapjack-dev/flapjack/core"
+	"github.com/flapjack-dev/flapjack/core/coretest"
+)
+
+// hammer sends n GETs from a pool of keep-alive clients and returns the
+// throughput and each request's latency; url picks each request's URL.
+func hammer(b *testing.B, url func() string, token string, n, clients int) (float64, coretest.Latencies) {
+	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	var next atomic.Int64
+	lat := make([]coretest.Latencies, clients)
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	start := time.Now()
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(n) {
+				req, _ := http.NewRequest("GET", url(), nil)
+				req.Header.Set("Authorization", "Bearer "+token)
+				t0 := time.Now()
+				res, err := client.Do(req)
+				if err != nil {
+					failed.Store(err)
+					return
+				}
+				io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				if res.StatusCode != 200 {
+					failed.Store(fmt.Errorf("status %d", res.StatusCode))
+					return
+				}
+				lat[c].Add(time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+	var all coretest.Latencies
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	return float64(n) / elapsed.Seconds(), all
+}
+
+// floorServer answers every request with body, as the API would, from
+// memory: what net/http and the loopback cost on their own.
+func floorServer(b *testing.B, body []byte) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Type", "application/json")
+		h.Set("Cache-Control", "no-store")
+		w.Write(body)
+	}))
+	b.Cleanup(srv.Close)
+	return srv
+}
+
+func fetch(b *testing.B, url, token string) []byte {
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 200 {
+		b.Fatalf("%s: %d %s", url, res.StatusCode, body)
+	}
+	return body
+}
+
+// BenchmarkGetSessionVsFloor measures GET /api/code-sessions/{id} (16
+// keep-alive clients, the real token check, the access log to a file) beside
+// its floor in the same run, on a quiet database and while four other
+// sessions each take 500 events a second through their EventWriters, as
+// serve's runner writes them. Goals: throughput ≥ 0.8× the floor's when
+// quiet; p99 ≤ 1.5× the floor's while the sessions write.
+func BenchmarkGetSessionVsFloor(b *testing.B) {
+	const clients, perRound, rounds = 16, 4000, 3
+	for _, load := range []string{"quiet", "4-sessions-writing"} {
+		b.Run(load, func(b *testing.B) {
+			bs := newBenchServer(b)
+			if load != "quiet" {
+				stop := writeEvents(b, bs, 4, 500)
+				defer stop()
+			}
+			url := bs.srv.URL + "/api/code-sessions/" + bs.started.SessionID
+			floor := floorServer(b, fetch(b, url, bs.token.Token))
+			var apiRates, floorRates []float64
+			var apiLat, floorLat coretest.Latencies
+			for b.Loop() {
+				for range rounds { // interleaved: drift hits both alike
+					r, l := hammer(b, func() string { return url }, bs.token.Token, perRound, clients)
+					apiRates, apiLat = append(apiRates, r), append(apiLat, l...)
+					r, l = hammer(b, func() string { return floor.URL }, bs.token.Token, perRound, clients)
+					floorRates, floorLat = append(floorRates, r), append(floorLat, l...)
+				}
+			}
+			rate := medianOf(apiRates) / medianOf(floorRates)
+			p99 := float64(apiLat.Percentile(99)) / float64(floorLat.Percentile(99))
+			b.ReportMetric(medianOf(apiRates), "api-req/s")
+			b.ReportMetric(medianOf(floorRates), "floor-req/s")
+			b.ReportMetric(rate, "req/s-vs-floor")
+			apiLat.Report(b, "api")
+			floorLat.Report(b, "floor")
+			b.ReportMetric(p99, "p99-vs-floor")
+			if load == "quiet" && rate < 0.8 {
+				b.Errorf("quiet: %.2f× the floor's throughput, goal ≥ 0.8×", rate)
+			}
+			if load != "quiet" && p99 > 1.5 {
+				b.Errorf("while writing: p99 %.2f× the floor's, goal ≤ 1.5×", p99)
+			}
+		})
+	}
+}
+
+// BenchmarkEventsPage measures GET /api/code-sessions/{id}/events?limit=200
+// at random depths of a session of 1,000,000 events, beside the floor
+// serving one such page from memory. Goal: p50 ≤ 2× the floor's.
+func BenchmarkEventsPage(b *testing.B) {
+	const total, clients, perRound, rounds = 1_000_000, 4, 2000, 3
+	bs := newBenchServer(b)
+	seedEvents(b, bs, total)
+	base := bs.srv.URL + "/api/code-sessions/" + bs.started.SessionID + "/events?limit=200&since="
+	page := fetch(b, base+"500000", bs.token.Token)
+	var probe core.EventPage
+	if err := json.Unmarshal(page, &probe); err != nil || len(probe.Events) != 200 {
+		b.Fatalf("a page holds %d events (%v)", len(probe.Events), err)
+	}
+	floor := floorServer(b, page)
+	var apiLat, floorLat coretest.Latencies
+	for b.Loop() {
+		for range rounds {
+			_, l := hammer(b, func() string { return base + fmt.Sprint(rand.IntN(total-200)) }, bs.token.Token, perRound, clients)
+			apiLat = append(apiLat, l...)
+			_, l = hammer(b, func() string { return floor.URL }, bs.token.Token, perRound, clients)
+			floorLat = append(floorLat, l...)
+		}
+	}
+	ratio := float64(apiLat.Percentile(50)) / float64(floorLat.Percentile(50))
+	apiLat.Report(b, "api")
+	floorLat.Report(b, "floor")
+	b.ReportMetric(float64(len(page))/1024, "page-KiB")
+	b.ReportMetric(ratio, "p50-vs-floor")
+	if ratio > 2 {
+		b.Errorf("p50 %v, %.2f× the floor's %v; goal ≤ 2×", apiLat.Percentile(50), ratio, floorLat.Percentile(50))
+	}
+}
+
+// writeEvents starts n more sessions, each taking perSecond events a second
+// through its own EventWriter, until stop.
+func writeEvents(b *testing.B, bs *benchServer, n, perSecond int) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range n {
+		st, err := bs.svc.StartSession(ctx, bs.actor, core.StartSessionInput{CodeAgentID: bs.agentID, Prompt: "write"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := core.NewEventWriter(bs.st, st.SessionID, nil)
+			defer w.Close()
+			t := time.NewTicker(time.Second / time.Duration(perSecond))
+			defer t.Stop()
+			for i := 0; ; i++ {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					w.Emit(core.EventInput{MessageID: st.MessageID, Type: core.EventStdout,
+						Payload: json.RawMessage(fmt.Sprintf(`{"line":"step %d"}`, i))})
+				}
+			}
+		}()
+	}
+	return func() { cancel(); wg.Wait() }
+}
+
+// seedEvents fills the bench session's log inside SQLite (a recursive CTE):
+// building a million events from Go would dominate the set-up.
+func seedEvents(b *testing.B, bs *benchServer, n int) {
+	db, err := sql.Open("sqlite", "file:"+bs.dbPath+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	payload := `{"text":"Looking at src/auth.ts to find where the JWT expiry is computed."}`
+	_, err = db.Exec(fmt.Sprintf(`
+		WITH RECURSIVE seqs(x) AS (SELECT 3 UNION ALL SELECT x + 1 FROM seqs WHERE x < %d)
+		INSERT INTO events (session_id, seq, message_id, cursor_run_id, event_type, payload, created_at)
+		SELECT ?1, x, ?2, 'run-1', 'assistant', ?3, ?4 + x FROM seqs;
+		UPDATE sessions SET last_event_seq = %d WHERE id = ?1;
+		UPDATE messages SET first_event_seq = 1, last_event_seq = %d WHERE id = ?2;`, n, n, n),
+		bs.started.SessionID, bs.started.MessageID, payload, time.Now().UnixMilli())
+	if err != nil {
+		b.Fatal(err)
+	}
+}
+
+func medianOf(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
