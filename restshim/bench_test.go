@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -129,11 +130,20 @@ func newBenchServer(b *testing.B) *benchServer {
 	if _, err := st.CreateToken(ctx, store.NewToken{UserID: owner.UserID, Name: "bench", Prefix: m.Prefix, Hash: m.Hash[:]}); err != nil {
 		b.Fatal(err)
 	}
-	h := New(svc, NewTokenAuthenticator(cached, logger), Options{Logger: logger})
+	// The access log goes to a file through a LogBuffer, as serve's does.
+	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	accessOut := NewLogBuffer(devNull, 100*time.Millisecond)
+	access := slog.New(slog.NewTextHandler(accessOut, nil))
+	h := New(svc, NewTokenAuthenticator(cached, logger), Options{Logger: logger, AccessLog: access})
 	srv := httptest.NewServer(h)
 	b.Cleanup(func() {
 		h.CloseStreams()
 		srv.Close()
+		accessOut.Close()
+		devNull.Close()
 	})
 	return &benchServer{dbPath: dbPath, agentID: ag.ID, st: st, svc: svc, actor: actor, started: started, token: m, srv: srv}
 }

@@ -23,6 +23,9 @@ import (
 type Options struct {
 	// Logger receives the access log and internal errors; nil discards.
 	Logger *slog.Logger
+	// AccessLog gets one line per request (default Logger); serve gives it
+	// a LogBuffer, so a busy server does not write once per request.
+	AccessLog *slog.Logger
 	// Heartbeat is the interval of comment lines on idle event streams, so
 	// proxies and clients can tell a quiet stream from a dead one (15 s).
 	Heartbeat time.Duration
@@ -74,6 +77,9 @@ func New(svc *core.Service, auth Authenticator, opts Options) *Handler {
 	}
 	if _, ok := opts.Logger.Handler().(requestIDHandler); !ok {
 		opts.Logger = slog.New(LogHandler(opts.Logger.Handler()))
+	}
+	if opts.AccessLog == nil {
+		opts.AccessLog = opts.Logger
 	}
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = 15 * time.Second

@@ -57,7 +57,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if info.clientGone && status == 0 {
 			status = 499 // the client closed the request first (nginx's convention)
 		}
-		h.log.LogAttrs(ctx, slog.LevelInfo, "request",
+		h.opts.AccessLog.LogAttrs(ctx, slog.LevelInfo, "request",
 			slog.String("method", r.Method),
 			slog.String("path", r.URL.Path),
 			slog.Int("status", status),

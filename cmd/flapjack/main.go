@@ -37,6 +37,7 @@ type globals struct {
 	stdout      io.Writer
 	stderr      io.Writer
 	logger      *slog.Logger
+	level       slog.Level // of logger, from --log-level
 	// redactor hides every secret in play (keys from the environment, the
 	// master key, each session's key while it is handled) from every log
 	// record and from what the Service and runner return and store.
@@ -147,6 +148,7 @@ func (g *globals) setup() error {
 	if g.redactor == nil {
 		g.redactor = newRedactor()
 	}
+	g.level = level
 	g.logger = slog.New(core.RedactHandler(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level}), g.redactor))
 	if g.dataDir == "" {
 		return usageError{errors.New("--data-dir: no data directory (set FLAPJACK_DATA_DIR or HOME)")}

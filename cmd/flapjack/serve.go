@@ -148,7 +148,12 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 	newMCP := func(actor core.Actor) *sdk.Server {
 		return flapjackmcp.NewServer(svc, actor, flapjackmcp.Options{Version: version, Logger: logger})
 	}
-	api := restshim.New(svc, restshim.NewTokenAuthenticator(cache, logger), restshim.Options{Logger: logger, Heartbeat: c.heartbeat, Redactor: a.redactor, MCP: newMCP})
+	// Access-log lines go out in batches; every other line at once.
+	accessOut := restshim.NewLogBuffer(g.stderr, 100*time.Millisecond)
+	defer accessOut.Close()
+	accessLog := slog.New(restshim.LogHandler(core.RedactHandler(slog.NewTextHandler(accessOut, &slog.HandlerOptions{Level: g.level}), a.redactor)))
+	api := restshim.New(svc, restshim.NewTokenAuthenticator(cache, logger), restshim.Options{Logger: logger, AccessLog: accessLog,
+		Heartbeat: c.heartbeat, Redactor: a.redactor, MCP: newMCP})
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: c.readHeaderTimeout,
