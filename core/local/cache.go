@@ -119,7 +119,7 @@ func (r *Runtime) prepare(ctx context.Context, spec core.RunSpec) error {
 		return err
 	}
 	defer unlock()
-	if err := r.syncCache(ctx, cache, s.RepoURL); err != nil {
+	if err := r.syncCache(ctx, cache, s.RepoURL, s.StartingRef); err != nil {
 		return errors.New(strings.ReplaceAll(err.Error(), s.RepoURL, displayURL(s.RepoURL)))
 	}
 	if err := r.addWorktree(ctx, cache, ws, s); err != nil {
@@ -156,14 +156,20 @@ func workspaceReady(ws string) (bool, error) {
 	return false, removeAll(ws)
 }
 
-// syncCache clones the repository bare into its cache, or fetches it. Remote
-// branches land on local branches of the same name (so a worktree sees
-// "main" as the user would), except flapjack/*: those are the sessions'
-// branches, checked out in their worktrees and owned by them.
-func (r *Runtime) syncCache(ctx context.Context, cache, repoURL string) error {
+// syncCache clones the repository bare into its cache, or brings the
+// starting ref up to date. Remote branches land on local branches of the
+// same name (so a worktree sees "main" as the user would), except
+// flapjack/*: those are the sessions' branches, checked out in their
+// worktrees and owned by them.
+//
+// With a clone that exists, only the starting ref is fetched, and only its
+// history is offered in the negotiation: a fetch then costs the same with
+// a thousand session branches in the clone as with none. A ref fetched
+// less than fetchReuse ago is not fetched again, a tag the clone has not at
+// all (tags do not move).
+func (r *Runtime) syncCache(ctx context.Context, cache, repoURL, ref string) error {
 	if _, err := os.Stat(filepath.Join(cache, "HEAD")); err == nil {
-		_, err := r.git(ctx, gitRun{dir: cache, args: []string{"fetch", "--quiet", "--force", "--tags", "origin"}})
-		return err
+		return r.fetchRef(ctx, cache, ref)
 	}
 	tmp, err := os.MkdirTemp(r.repos, "."+filepath.Base(cache)+".clone-")
 	if err != nil {
@@ -185,8 +191,102 @@ func (r *Runtime) syncCache(ctx context.Context, cache, repoURL string) error {
 	if err := os.Rename(tmp, cache); err != nil {
 		return fmt.Errorf("create repository cache: %w", err)
 	}
+	// The clone is as fresh as a fetch.
+	if ref == "" {
+		head, _ := r.git(ctx, gitRun{dir: cache, args: []string{"symbolic-ref", "--quiet", "HEAD"}})
+		ref = strings.TrimPrefix(head, "refs/heads/")
+	}
+	r.markFetched(cache, ref)
 	return nil
 }
+
+// fetchRef brings one ref of an existing clone up to date: the branch ref
+// (the default branch for ""), or else the tag ref.
+func (r *Runtime) fetchRef(ctx context.Context, cache, ref string) error {
+	if ref == "" {
+		head, err := r.git(ctx, gitRun{dir: cache, args: []string{"symbolic-ref", "--quiet", "HEAD"}})
+		if err != nil || !strings.HasPrefix(head, "refs/heads/") {
+			return nil // addWorktree says there is no default branch
+		}
+		ref = strings.TrimPrefix(head, "refs/heads/")
+	}
+	if strings.HasPrefix(ref, BranchPrefix) {
+		return nil // a session's branch is the session's, never fetched over
+	}
+	r.cacheMu.Lock()
+	last, seen := r.fetched[cache+"\x00"+ref]
+	r.cacheMu.Unlock()
+	if seen && r.fetchReuse > 0 && time.Since(last) < r.fetchReuse {
+		return nil
+	}
+	branch, tag := "refs/heads/"+ref, "refs/tags/"+ref
+	hasBranch, _ := r.revParse(ctx, cache, branch)
+	hasTag, _ := r.revParse(ctx, cache, tag)
+	if hasTag != "" && hasBranch == "" {
+		return nil // tags do not move
+	}
+	if hasBranch != "" {
+		// Asking where the branch is costs one round trip and no walk of
+		// the clone's refs and worktrees, which git fetch makes even when
+		// there is nothing to fetch (100 ms with 1,000 worktrees).
+		out, err := r.git(ctx, gitRun{dir: cache, args: []string{"ls-remote", "origin", branch}})
+		remote, _, _ := strings.Cut(out, "\t")
+		if err == nil && remote == hasBranch {
+			r.markFetched(cache, ref)
+			return nil
+		}
+		if err == nil && len(remote) >= 40 && r.fetchCommit(ctx, cache, branch, hasBranch, remote) == nil {
+			r.markFetched(cache, ref)
+			return nil
+		}
+	}
+	fetch := func(dst string) error {
+		args := []string{"fetch", "--quiet", "--force", "--no-tags", "--no-write-fetch-head"}
+		if sha, _ := r.revParse(ctx, cache, dst); sha != "" {
+			args = append(args, "--negotiation-tip="+dst)
+		}
+		_, err := r.git(ctx, gitRun{dir: cache, args: append(args, "origin", "+"+dst+":"+dst)})
+		return err
+	}
+	if fetch(branch) != nil && fetch(tag) != nil {
+		// Neither exists upstream (any more): the ref as the clone has it,
+		// or "not found" from addWorktree.
+		return nil
+	}
+	r.markFetched(cache, ref)
+	return nil
+}
+
+// fetchCommit brings branch from old to the commit upstream has it at, with
+// the plumbing git fetch runs (fetch-pack, then the connectivity check of
+// what came, then update-ref), without fetch's walk of every worktree. An
+// error leaves the branch as it was; the caller then runs git fetch.
+func (r *Runtime) fetchCommit(ctx context.Context, cache, branch, old, sha string) error {
+	url, err := r.git(ctx, gitRun{dir: cache, args: []string{"config", "--get", "remote.origin.url"}})
+	if err != nil || url == "" || strings.HasPrefix(url, "-") {
+		return errors.New("no usable origin")
+	}
+	// fetch-pack takes no "--"; a URL cannot start with "-" (see prepare).
+	if _, err := r.git(ctx, gitRun{dir: cache, args: []string{"fetch-pack", "--stdin", "--quiet", url}, stdin: sha + "\n"}); err != nil {
+		return err
+	}
+	if _, err := r.git(ctx, gitRun{dir: cache, args: []string{"rev-list", "--objects", "--quiet", sha, "--not", old}}); err != nil {
+		return err // not all of it came
+	}
+	_, err = r.git(ctx, gitRun{dir: cache, args: []string{"update-ref", "--", branch, sha, old}})
+	return err
+}
+
+// markFetched notes that the clone's ref is as fresh as upstream's now.
+func (r *Runtime) markFetched(cache, ref string) {
+	r.cacheMu.Lock()
+	r.fetched[cache+"\x00"+ref] = time.Now()
+	r.cacheMu.Unlock()
+}
+
+// packEvery is how many session branches a clone gets before its refs are
+// packed into one file again: git reads loose refs one file each.
+const packEvery = 64
 
 // addWorktree resolves the starting ref in the cache and adds the session's
 // worktree on its branch: the branch as it was when it already exists (the
@@ -195,8 +295,12 @@ func (r *Runtime) syncCache(ctx context.Context, cache, repoURL string) error {
 // workOnCurrentBranch (then it is pushed to the starting branch), because one
 // branch cannot be checked out in two worktrees.
 func (r *Runtime) addWorktree(ctx context.Context, cache, ws string, s core.Session) error {
-	if _, err := r.git(ctx, gitRun{dir: cache, args: []string{"worktree", "prune"}}); err != nil {
-		return err
+	// Pruning walks every worktree; it is needed only when this session's
+	// worktree is still registered (its workspace was removed by hand).
+	if _, err := os.Stat(filepath.Join(cache, "worktrees", filepath.Base(ws))); err == nil {
+		if _, err := r.git(ctx, gitRun{dir: cache, args: []string{"worktree", "prune"}}); err != nil {
+			return err
+		}
 	}
 	ref := s.StartingRef
 	if ref == "" {
@@ -232,18 +336,61 @@ func (r *Runtime) addWorktree(ctx context.Context, cache, ws string, s core.Sess
 	if err != nil {
 		return err
 	}
-	args := []string{"worktree", "add", "--quiet", "-b", branch, "--", ws, sha}
-	if existing != "" {
-		args = []string{"worktree", "add", "--quiet", "--", ws, branch}
+	if existing == "" {
+		// Create only: the empty old value fails if the branch exists.
+		if _, err := r.git(ctx, gitRun{dir: cache, args: []string{"update-ref", "--", "refs/heads/" + branch, sha, ""}}); err != nil {
+			return err
+		}
 	}
-	if _, err := r.git(ctx, gitRun{dir: cache, args: args}); err != nil {
+	if err := r.registerWorktree(ctx, cache, ws, branch); err != nil {
 		return err
+	}
+	r.cacheMu.Lock()
+	r.newBranches[cache]++
+	pack := r.newBranches[cache] >= packEvery
+	if pack {
+		r.newBranches[cache] = 0
+	}
+	r.cacheMu.Unlock()
+	if pack {
+		_, _ = r.git(ctx, gitRun{dir: cache, args: []string{"pack-refs", "--all"}})
 	}
 	dir := gitDir(ws)
 	if dir == "" || dir == filepath.Join(ws, ".git") {
 		return fmt.Errorf("workspace of session %s is not a worktree", s.ID)
 	}
 	return writeState(filepath.Join(dir, stateFileName), st)
+}
+
+// registerWorktree makes ws a worktree of the clone on branch, as `git
+// worktree add` does, by its documented layout (gitrepository-layout:
+// worktrees/<id>/gitdir, commondir, HEAD, and the worktree's .git file),
+// then checks the files out with `git reset --hard`, the command worktree
+// add runs. What it leaves out is worktree add's check that the branch is
+// not checked out elsewhere, which reads every worktree of the clone (80 ms
+// with 1,000 of them) and cannot fail here: the branch is the session's
+// own. The caller holds the clone's lock, so nothing prunes half a worktree.
+func (r *Runtime) registerWorktree(ctx context.Context, cache, ws, branch string) error {
+	admin := filepath.Join(cache, "worktrees", filepath.Base(ws))
+	if err := os.MkdirAll(ws, 0o700); err != nil {
+		return fmt.Errorf("create workspace: %w", err)
+	}
+	if err := os.MkdirAll(admin, 0o700); err != nil {
+		return fmt.Errorf("register workspace: %w", err)
+	}
+	slash := filepath.ToSlash
+	for _, f := range []struct{ path, content string }{
+		{filepath.Join(ws, ".git"), "gitdir: " + slash(admin) + "\n"},
+		{filepath.Join(admin, "gitdir"), slash(filepath.Join(ws, ".git")) + "\n"},
+		{filepath.Join(admin, "commondir"), "../..\n"},
+		{filepath.Join(admin, "HEAD"), "ref: refs/heads/" + branch + "\n"},
+	} {
+		if err := os.WriteFile(f.path, []byte(f.content), 0o600); err != nil {
+			return fmt.Errorf("register workspace: %w", err)
+		}
+	}
+	_, err := r.git(ctx, gitRun{dir: ws, args: []string{"reset", "--hard", "--no-recurse-submodules", "--quiet"}})
+	return err
 }
 
 // revParse resolves name to a commit id, "" when it does not exist.

@@ -8,17 +8,19 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flapjack-dev/flapjack/core"
 )
 
 // TestSessionsShareOneClone: sessions on one repository are worktrees of one
-// cached clone (one object store), and the clone is fetched before each new
-// session, so a new session starts from the repository as it is now.
+// cached clone (one object store), and the clone's starting ref is fetched
+// before each new session (here with no reuse window), so a new session
+// starts from the repository as it is now.
 func TestSessionsShareOneClone(t *testing.T) {
 	t.Parallel()
 	o := makeOrigin(t)
-	r := newRuntime(t)
+	r := newRuntimeWith(t, func(c *Config) { c.FetchReuse = -1 })
 	var specs []core.RunSpec
 	for i := 0; i < 3; i++ {
 		spec := newSpec(o.dir, "main", "p")
@@ -170,4 +172,60 @@ func mustState(t *testing.T, ws string) sessionState {
 		t.Fatal(err)
 	}
 	return rs.get()
+}
+
+// TestFetchOnlyWhatTheSessionNeeds: a new session fetches its starting ref
+// alone (another branch that moved upstream stays as it was), a burst of
+// starts within the reuse window fetches once, and the next start after the
+// window sees the newest commit; a tag the clone has is not fetched.
+func TestFetchOnlyWhatTheSessionNeeds(t *testing.T) {
+	t.Parallel()
+	o := makeOrigin(t)
+	r := newRuntimeWith(t, func(c *Config) { c.FetchReuse = 500 * time.Millisecond })
+	ctx := context.Background()
+	start := func(ref string) string {
+		t.Helper()
+		spec := newSpec(o.dir, ref, "p")
+		if err := r.prepare(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+		return git(t, filepath.Join(r.root, spec.Session.ID), "rev-parse", "HEAD")
+	}
+	commit := func(branch, file string) string {
+		t.Helper()
+		git(t, o.dir, "checkout", "-q", branch)
+		writeFile(t, filepath.Join(o.dir, file), file+"\n")
+		git(t, o.dir, "add", "-A")
+		git(t, o.dir, "commit", "-q", "-m", file)
+		sha := git(t, o.dir, "rev-parse", "HEAD")
+		git(t, o.dir, "checkout", "-q", "main")
+		return sha
+	}
+	cache := r.cacheDir(o.dir)
+	if got := start("main"); got != o.main {
+		t.Fatalf("first session at %s, want main %s", got, o.main)
+	}
+	newMain := commit("main", "a.txt")
+	newFeature := commit("feature", "b.txt")
+	if got := start("main"); got != o.main {
+		t.Errorf("a start within the reuse window fetched: at %s, want %s", got, o.main)
+	}
+	time.Sleep(600 * time.Millisecond)
+	if got := start("main"); got != newMain {
+		t.Errorf("a start after the window is at %s, want the new main %s", got, newMain)
+	}
+	if got := git(t, cache, "rev-parse", "refs/heads/feature"); got != o.feature {
+		t.Errorf("feature moved to %s in the clone; only main was needed", got)
+	}
+	if got := start("feature"); got != newFeature {
+		t.Errorf("a session on feature starts at %s, want %s", got, newFeature)
+	}
+	// A tag the clone has is used as it is, and a ref upstream does not
+	// have is reported by name.
+	if got := start("v1"); got != o.first {
+		t.Errorf("a session on v1 starts at %s, want %s", got, o.first)
+	}
+	if err := r.prepare(ctx, newSpec(o.dir, "no-such-ref", "p")); err == nil || !strings.Contains(err.Error(), "no-such-ref") {
+		t.Errorf("a missing ref: %v", err)
+	}
 }

@@ -57,7 +57,7 @@ type fixedClock struct{}
 func (fixedClock) Now() time.Time { return testT0 }
 
 // testAgent is the path of testdata/agents/test-agent.sh.
-func testAgent(t *testing.T) string {
+func testAgent(t testing.TB) string {
 	t.Helper()
 	p, err := filepath.Abs("../../testdata/agents/test-agent.sh")
 	if err != nil {
@@ -67,18 +67,26 @@ func testAgent(t *testing.T) string {
 }
 
 // newRuntime makes a Runtime with the test agent and a short kill grace.
-func newRuntime(t *testing.T, command ...string) *Runtime {
+func newRuntime(t testing.TB, command ...string) *Runtime {
+	t.Helper()
+	return newRuntimeWith(t, func(*Config) {}, command...)
+}
+
+// newRuntimeWith is newRuntime with its Config changed by set.
+func newRuntimeWith(t testing.TB, set func(*Config), command ...string) *Runtime {
 	t.Helper()
 	if len(command) == 0 {
 		command = []string{testAgent(t)}
 	}
-	r, err := New(Config{
+	cfg := Config{
 		WorkspaceRoot: filepath.Join(t.TempDir(), "workspaces"),
 		Agent:         AgentExec,
 		Command:       command,
 		KillGrace:     300 * time.Millisecond,
 		Clock:         fixedClock{},
-	})
+	}
+	set(&cfg)
+	r, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +94,7 @@ func newRuntime(t *testing.T, command ...string) *Runtime {
 }
 
 // git runs git in dir with a fixed identity and returns trimmed stdout.
-func git(t *testing.T, dir string, args ...string) string {
+func git(t testing.TB, dir string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command("git", args...)
 	cmd.Dir = dir
@@ -100,7 +108,7 @@ func git(t *testing.T, dir string, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-func writeFile(t *testing.T, path, content string) {
+func writeFile(t testing.TB, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
@@ -114,7 +122,7 @@ type origin struct {
 	first, main, feature string
 }
 
-func makeOrigin(t *testing.T) origin {
+func makeOrigin(t testing.TB) origin {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "origin repo")
 	if err := os.MkdirAll(dir, 0o755); err != nil {

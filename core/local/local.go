@@ -64,7 +64,15 @@ type Config struct {
 	// AgentEnv names variables agents get besides their defaults
 	// (FLAPJACK_AGENT_ENV, see ParseAgentEnv).
 	AgentEnv []string
+	// FetchReuse is how long a starting ref fetched for one session is used
+	// as it is for the next ones on the repository, so a burst of starts
+	// makes one fetch; 0 means DefaultFetchReuse, negative fetches always.
+	FetchReuse time.Duration
 }
+
+// DefaultFetchReuse: a burst of sessions started on one ref (a script, a
+// fan-out) fetches it once; a push more than two seconds old is seen.
+const DefaultFetchReuse = 2 * time.Second
 
 // SessionGetter reads a session (core.Store has it).
 type SessionGetter interface {
@@ -92,6 +100,13 @@ type Runtime struct {
 	// versions caches agent CLIs' --version by executable.
 	versionsMu sync.Mutex
 	versions   map[string]string
+	fetchReuse time.Duration
+	// fetched is when each cached clone's refs were last fetched, by
+	// "<cache>\x00<ref>"; newBranches counts session branches made since
+	// each clone's refs were last packed. Both under its repository lock.
+	cacheMu     sync.Mutex
+	fetched     map[string]time.Time
+	newBranches map[string]int
 }
 
 var (
@@ -151,6 +166,10 @@ func New(cfg Config) (*Runtime, error) {
 		root: root, repos: repos, agent: cfg.Agent, bin: bin, command: command, searchPath: cfg.SearchPath,
 		killGrace: cfg.KillGrace, github: gh, sessions: cfg.Sessions, log: cfg.Logger, clock: cfg.Clock,
 		acpPolicy: cfg.ACPPermissions, version: cfg.Version, agentEnv: cfg.AgentEnv, redactor: core.NewRedactor(cfg.GitHubToken), versions: map[string]string{},
+		fetchReuse: cfg.FetchReuse, fetched: map[string]time.Time{}, newBranches: map[string]int{},
+	}
+	if r.fetchReuse == 0 {
+		r.fetchReuse = DefaultFetchReuse
 	}
 	if r.acpPolicy == "" {
 		r.acpPolicy = PermissionsWorkspace
