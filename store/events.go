@@ -82,8 +82,16 @@ func (s *Store) appendEvents(ctx context.Context, tx *sql.Tx, sessionID string, 
 			position = e.StreamPosition
 		}
 	}
+	advance, err := s.stmts.get(ctx, advanceSessionSQL)
+	if err != nil {
+		return nil, err
+	}
+	insertStmt, err := s.stmts.get(ctx, insertEventSQL)
+	if err != nil {
+		return nil, err
+	}
 	var last int64
-	err := tx.StmtContext(ctx, s.stmts.advance).QueryRowContext(ctx, len(in), created[len(in)-1], position, position, sessionID).Scan(&last)
+	err = tx.StmtContext(ctx, advance).QueryRowContext(ctx, len(in), created[len(in)-1], position, position, sessionID).Scan(&last)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, core.ErrNotFound
 	}
@@ -91,7 +99,7 @@ func (s *Store) appendEvents(ctx context.Context, tx *sql.Tx, sessionID string, 
 		return nil, err
 	}
 	last -= int64(len(in)) // the seq before the batch
-	insert := tx.StmtContext(ctx, s.stmts.insertEvent)
+	insert := tx.StmtContext(ctx, insertStmt)
 	for i, e := range in {
 		payload := payloads[i]
 		last++
@@ -126,7 +134,11 @@ func (s *Store) appendEvents(ctx context.Context, tx *sql.Tx, sessionID string, 
 		}
 		if id := in[i].MessageID; id != "" {
 			if mark == nil {
-				mark = tx.StmtContext(ctx, s.stmts.markMessage)
+				m, err := s.stmts.get(ctx, markMessageSQL)
+				if err != nil {
+					return nil, err
+				}
+				mark = tx.StmtContext(ctx, m)
 			}
 			if _, err := mark.ExecContext(ctx, out[i].Seq, out[j-1].Seq, id, sessionID); err != nil {
 				return nil, err
@@ -178,9 +190,15 @@ func (s *Store) ListEvents(ctx context.Context, q core.EventQuery) ([]core.Event
 	var rows *sql.Rows
 	var err error
 	if q.MessageID == "" {
-		rows, err = s.stmts.listEvents.QueryContext(ctx, q.SessionID, q.Since, limit)
+		var st *sql.Stmt
+		if st, err = s.stmts.get(ctx, listEventsSQL); err == nil {
+			rows, err = st.QueryContext(ctx, q.SessionID, q.Since, limit)
+		}
 	} else {
-		rows, err = s.stmts.listMessageEvents.QueryContext(ctx, q.SessionID, q.MessageID, q.Since, limit)
+		var st *sql.Stmt
+		if st, err = s.stmts.get(ctx, listMessageEventsSQL); err == nil {
+			rows, err = st.QueryContext(ctx, q.SessionID, q.MessageID, q.Since, limit)
+		}
 	}
 	if err != nil {
 		return nil, wrap("list events", err)

@@ -57,7 +57,11 @@ func (s *Store) CreateSession(ctx context.Context, sess core.Session, first core
 
 // GetSession returns one session, or core.ErrNotFound.
 func (s *Store) GetSession(ctx context.Context, id string) (core.Session, error) {
-	sess, err := scanSession(s.stmts.getSession.QueryRowContext(ctx, id))
+	st, err := s.stmts.get(ctx, getSessionSQL)
+	if err != nil {
+		return core.Session{}, wrap("get session "+id, err)
+	}
+	sess, err := scanSession(st.QueryRowContext(ctx, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		err = core.ErrNotFound
 	}
@@ -109,7 +113,11 @@ func (s *Store) ListSessions(ctx context.Context, f core.SessionFilter) ([]core.
 // ListMessages returns a session's messages in send order; none for an unknown
 // session.
 func (s *Store) ListMessages(ctx context.Context, sessionID string) ([]core.Message, error) {
-	rows, err := s.stmts.listMessages.QueryContext(ctx, sessionID)
+	st, err := s.stmts.get(ctx, listMessagesSQL)
+	if err != nil {
+		return nil, wrap("list messages", err)
+	}
+	rows, err := st.QueryContext(ctx, sessionID)
 	if err != nil {
 		return nil, wrap("list messages", err)
 	}

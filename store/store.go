@@ -103,12 +103,7 @@ func Open(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	if s.stmts, err = prepareStmts(ctx, db); err != nil {
-		s.commits.close()
-		s.dvConn.Close()
-		db.Close()
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
-	}
+	s.stmts = newStmts(db)
 	return s, nil
 }
 
