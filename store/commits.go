@@ -35,9 +35,13 @@ type commits struct {
 	recent  []ownCommit // the last maxRecent own commits, oldest first
 	watches map[string]*watch
 	polling bool
-	ww      *walWatch // the poller's, while it runs
-	seen    walHeader // the header the poller last accounted for
-	closed  bool
+	// inflight counts this process's commits between COMMIT and their
+	// record: a header seen then may hold a commit not yet recorded, so it
+	// is judged only once they are.
+	inflight int
+	ww       *walWatch // the poller's, while it runs
+	seen     walHeader // the header the poller last accounted for
+	closed   bool
 }
 
 // walHeader is both copies of the WAL-index header (see "WAL-mode file
@@ -124,12 +128,28 @@ func (c *commits) headerLocked() (h walHeader, ok bool) {
 	return h, err == nil && n == len(h) && h.valid()
 }
 
+// committing notes a commit of this process about to happen; committed or
+// notCommitted must follow.
+func (c *commits) committing() {
+	c.mu.Lock()
+	c.inflight++
+	c.mu.Unlock()
+}
+
+// notCommitted ends a committing whose COMMIT failed.
+func (c *commits) notCommitted() {
+	c.mu.Lock()
+	c.inflight--
+	c.mu.Unlock()
+}
+
 // committed records a commit of this process: before was read inside the
 // transaction, after once it committed. The session it touched is woken at
 // once; the record lets readers tell this commit from another process's.
 func (c *commits) committed(before, after walHeader, ok bool, scope writeScope) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.inflight--
 	if ok && after.iChange() == before.iChange()+1 {
 		if len(c.recent) == maxRecent {
 			c.recent = append(c.recent[:0], c.recent[maxRecent/2:]...)
@@ -169,11 +189,14 @@ func (c *commits) explain(from, to walHeader) (sessions []string, other bool, ok
 	return nil, false, false
 }
 
-// explainNow is explain under the lock, for the ReadCache.
-func (c *commits) explainNow(from, to walHeader) ([]string, bool, bool) {
+// explainNow is explain under the lock, for the ReadCache. pending is true
+// when a commit of this process is under way and the change cannot be
+// judged yet.
+func (c *commits) explainNow(from, to walHeader) (sessions []string, other, ok, pending bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.explain(from, to)
+	sessions, other, ok = c.explain(from, to)
+	return sessions, other, ok, !ok && c.inflight > 0
 }
 
 // Watch returns a channel closed at the next commit that may have changed
@@ -271,11 +294,19 @@ func (c *commits) poll(ww *walWatch) {
 			return
 		}
 		if ok && h != c.seen {
-			if _, _, explained := c.explain(c.seen, h); !explained {
+			_, _, explained := c.explain(c.seen, h)
+			switch {
+			case !explained && c.inflight > 0:
+				// Perhaps this process's commit, not yet recorded:
+				// look again in a moment.
+				fastUntil = time.Now().Add(fastPollFor)
+			case !explained:
 				c.wakeAll()
+				fallthrough
+			default:
+				c.seen = h
+				fastUntil = time.Time{}
 			}
-			c.seen = h
-			fastUntil = time.Time{}
 		}
 		c.mu.Unlock()
 	}

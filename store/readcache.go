@@ -122,7 +122,11 @@ func (c *ReadCache) fresh(ctx context.Context) (gen [walHeaderBytes]byte, ok boo
 		return gen, false
 	}
 	if h != c.header {
-		c.forget(c.header, h)
+		if !c.forget(c.header, h) {
+			// A commit of this process is under way: read the database
+			// this time, and judge the change once it is recorded.
+			return gen, false
+		}
 		c.header = h
 	}
 	if time.Since(c.probed) >= probeEvery {
@@ -139,11 +143,16 @@ func (c *ReadCache) fresh(ctx context.Context) (gen [walHeaderBytes]byte, ok boo
 // actors, if anything else was written); otherwise everything. So a server
 // whose runner writes four sessions' events keeps every other session's
 // answers. The caller holds c.mu.
-func (c *ReadCache) forget(from, to [walHeaderBytes]byte) {
-	sessions, other, ok := c.Store.commits.explainNow(from, to)
+// It returns false, forgetting nothing, while a commit of this process
+// that may explain the change is not recorded yet.
+func (c *ReadCache) forget(from, to [walHeaderBytes]byte) bool {
+	sessions, other, ok, pending := c.Store.commits.explainNow(from, to)
+	if pending {
+		return false
+	}
 	if !ok {
 		c.clear()
-		return
+		return true
 	}
 	for _, id := range sessions {
 		delete(c.sessions, id)
@@ -152,6 +161,7 @@ func (c *ReadCache) forget(from, to [walHeaderBytes]byte) {
 	if other {
 		c.actors = map[string]cachedActor{}
 	}
+	return true
 }
 
 // probe is the safety net: ask SQLite itself, and follow a replaced -shm

@@ -323,13 +323,16 @@ func (s *Store) writeScoped(ctx context.Context, scope writeScope, fn func(tx *s
 		tx.Rollback()
 		return err
 	}
+	if s.commits == nil {
+		return tx.Commit()
+	}
+	s.commits.committing()
 	if err := tx.Commit(); err != nil {
+		s.commits.notCommitted()
 		return err
 	}
-	if s.commits != nil {
-		after, okAfter := s.commits.header()
-		s.commits.committed(before, after, okBefore && okAfter, scope)
-	}
+	after, okAfter := s.commits.header()
+	s.commits.committed(before, after, okBefore && okAfter, scope)
 	return nil
 }
 
