@@ -235,7 +235,7 @@ func (r *Runtime) fetchRef(ctx context.Context, cache, ref string) error {
 			r.markFetched(cache, ref)
 			return nil
 		}
-		if err == nil && len(remote) >= 40 && r.fetchCommit(ctx, cache, branch, hasBranch, remote) == nil {
+		if err == nil && isObjectID(remote) && r.fetchCommit(ctx, cache, branch, hasBranch, remote) == nil {
 			r.markFetched(cache, ref)
 			return nil
 		}
@@ -275,6 +275,20 @@ func (r *Runtime) fetchCommit(ctx context.Context, cache, branch, old, sha strin
 	}
 	_, err = r.git(ctx, gitRun{dir: cache, args: []string{"update-ref", "--", branch, sha, old}})
 	return err
+}
+
+// isObjectID reports whether s is a SHA-1 or SHA-256 object id in hex, as
+// upstream's answer must be before it goes on a command line.
+func isObjectID(s string) bool {
+	if len(s) != 40 && len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // markFetched notes that the clone's ref is as fresh as upstream's now.
