@@ -68,6 +68,8 @@ type Handler struct {
 	closing   chan struct{}
 	closeOnce sync.Once
 	mcp       *mcpEndpoint
+	// web holds the dashboard's sign-ins (dashboard.go).
+	web *webSessions
 }
 
 // New returns the API over svc; auth resolves bearer tokens.
@@ -90,7 +92,7 @@ func New(svc *core.Service, auth Authenticator, opts Options) *Handler {
 	if opts.StreamWriteTimeout <= 0 {
 		opts.StreamWriteTimeout = 30 * time.Second
 	}
-	h := &Handler{svc: svc, auth: auth, log: opts.Logger, opts: opts, mux: http.NewServeMux(), closing: make(chan struct{})}
+	h := &Handler{svc: svc, auth: auth, log: opts.Logger, opts: opts, mux: http.NewServeMux(), closing: make(chan struct{}), web: newWebSessions()}
 	h.handle(Route{"GET", "/healthz", "health", true}, h.health)
 	h.handle(Route{"GET", "/openapi.json", "openapi", true}, h.openAPI)
 	h.api(Route{Method: "GET", Path: "/api/code-agents", OperationID: "listCodeAgents"}, h.listAgents)
@@ -112,6 +114,7 @@ func New(svc *core.Service, auth Authenticator, opts Options) *Handler {
 		h.mux.Handle(MCPPath, h.mcp)
 	}
 	h.fallbacks()
+	h.registerDashboard()
 	return h
 }
 
@@ -189,9 +192,34 @@ const (
 // or revoked token, so a caller learns nothing about which it was.
 const unauthorizedMessage = "a valid API token is required: send Authorization: Bearer fj_live_... (create one with: flapjack token create)"
 
-// authed resolves the bearer token before fn runs.
+// authed resolves the bearer token before fn runs; without one, the
+// dashboard's cookie (see dashboard.go), whose changing requests must come
+// from the page itself.
 func (h *Handler) authed(fn func(http.ResponseWriter, *http.Request, core.Actor)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "" {
+			if s, cookie, ok := h.webSessionOf(r); ok {
+				if !safeMethod(r.Method) && !fromThePage(r, s) {
+					writeErrorBody(w, http.StatusForbidden, CodeUnauthorized, "a signed-in dashboard request that changes something must come from the dashboard page (Origin and "+csrfHeader+")")
+					return
+				}
+				a, err := h.auth.Authenticate(r.Context(), s.token)
+				if errors.Is(err, ErrUnauthenticated) {
+					h.web.remove(cookie) // the token was revoked
+					unauthorized(w)
+					return
+				}
+				if err != nil {
+					h.writeError(w, r, err)
+					return
+				}
+				if info := infoFrom(r.Context()); info != nil {
+					info.user = a.UserID
+				}
+				fn(w, r, a)
+				return
+			}
+		}
 		tok, ok := bearer(r.Header.Get("Authorization"))
 		if !ok || !WellFormedToken(tok) {
 			unauthorized(w)
