@@ -20,9 +20,11 @@ export FLAPJACK_NPM_BIN := $(NPM_DIR)/node_modules/.bin
 build:
 	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/flapjack
 
-## test: the whole gate: gofmt, go vet, go mod tidy, the six targets, race-enabled tests (with the pinned npm tools)
+## test: the whole gate: gofmt, go vet, go mod tidy, the six targets, race-enabled tests (with the pinned npm tools;
+## the dashboard's browser test keeps a screenshot under .cache/test-output/_artifacts)
 test: fmt-check vet tidy-check cross npm-deps
-	FLAPJACK_REQUIRE_NPM=1 $(GO) test -race -count=1 ./...
+	mkdir -p $(CURDIR)/.cache/test-output
+	FLAPJACK_REQUIRE_NPM=1 $(GO) test -race -count=1 -artifacts -outputdir $(CURDIR)/.cache/test-output ./...
 
 ## npm-deps: install the pinned agent CLIs, ACP adapters and MCP clients into $(NPM_DIR)
 npm-deps: $(NPM_DIR)/.installed

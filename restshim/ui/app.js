@@ -285,12 +285,13 @@ async function sessionPage(id) {
 
   const draw = () => {
     const s = detail;
-    head.replaceChildren(
+    head.replaceChildren(...[
       el("h1", {}, agentName(s.code_agent_id), " ", badge(s.status), s.archived ? el("span", { class: "muted" }, " archived") : null),
       el("p", { class: "meta" }, s.repo_url, " @ ", s.starting_ref, " · started ", relTime(s.created_at),
         s.pr_url ? [" · ", el("a", { id: "pr", href: s.pr_url, rel: "noopener noreferrer", target: "_blank" }, "pull request")] : null),
       s.error ? el("p", { class: "s-error" }, s.error) : null,
-      el("div", { class: "row" }, TERMINAL.has(s.status) ? null : cancel, TERMINAL.has(s.status) && !s.archived ? archive : null));
+      el("div", { class: "row" }, TERMINAL.has(s.status) ? null : cancel, TERMINAL.has(s.status) && !s.archived ? archive : null),
+    ].filter(Boolean));
     messages.replaceChildren(...(s.messages || []).map((m) => el("div", { class: "msg" },
       el("div", { class: "meta" }, "#" + m.id, " · ", m.status, " · ", relTime(m.created_at)),
       el("div", {}, m.prompt),
@@ -341,7 +342,14 @@ function eventItem(ev) {
       break;
     case "stdout":
     case "stderr":
+    case "agent":
       body = el("pre", {}, p.line != null ? p.line : JSON.stringify(p));
+      break;
+    case "user_message":
+      body = el("div", {}, el("strong", {}, "Prompt: "), p.prompt != null ? p.prompt : JSON.stringify(p));
+      break;
+    case "result":
+      body = el("div", {}, p.text != null ? p.text : "", p.duration_ms != null ? el("span", { class: "meta" }, " (" + p.duration_ms + " ms)") : null);
       break;
     case "status":
       body = el("div", {}, badge(p.status || "?"), p.reason ? " " + p.reason : "", p.error ? " " + p.error : "");
