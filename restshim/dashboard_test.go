@@ -141,6 +141,21 @@ func TestDashboardSignInAndCSRF(t *testing.T) {
 		t.Errorf("/ui/me = %d %s", status, body)
 	}
 
+	// A user of another org, signed in on the page, sees none of the
+	// owner's: the same org checks as with a bearer token.
+	ownerSession := e.start(e.agent(), "mine")
+	_, outsiderToken := e.user("outsider", e.org("elsewhere"))
+	out := newBrowser(t, e.srv.URL)
+	if status, _, _ := out.do("POST", "/ui/signin", map[string]string{"token": outsiderToken}); status != 200 {
+		t.Fatal("the outsider cannot sign in")
+	}
+	if status, _, _ := out.do("GET", "/api/code-sessions/"+ownerSession.SessionID, nil); status != 404 {
+		t.Errorf("the outsider read the owner's session: %d", status)
+	}
+	if status, body, _ := out.do("GET", "/api/code-sessions", nil); status != 200 || strings.Contains(string(body), ownerSession.SessionID) {
+		t.Errorf("the outsider's list = %d %s", status, body)
+	}
+
 	// Sign-out ends it.
 	if status, _, _ := b.do("POST", "/ui/signout", nil); status != 200 {
 		t.Fatalf("sign out = %d", status)

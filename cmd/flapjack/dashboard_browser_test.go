@@ -25,6 +25,9 @@ const browserAgent = `
 prompt=$(cat)
 printf '{"type":"assistant","message":{"role":"assistant","content":[{"type":"text","text":"**Working** on <script>window.__xss=1</script> and <img src=x onerror=\"window.__xss=2\">"}]},"session_id":"chat-1"}\n'
 echo '<img src=x onerror="window.__xss=3"><script>window.__xss=4</script>'
+printf '{"type":"tool_call","subtype":"started","call_id":"c1","tool_call":{"writeToolCall":{"args":{"path":"notes.txt"}}}}\n'
+echo "$prompt" >> notes.txt
+printf '{"type":"tool_call","subtype":"completed","call_id":"c1","tool_call":{"writeToolCall":{"args":{"path":"notes.txt"},"result":{"success":{}}}}}\n'
 i=0
 while [ $i -lt 6 ]; do echo "step $i of $prompt"; sleep 0.3; i=$((i+1)); done
 case "$prompt" in *sleep*) sleep 60 ;; esac
@@ -140,6 +143,14 @@ func TestDashboardInABrowser(t *testing.T) {
 		t.Fatalf("agent output in the page: %s; want the strings shown as text, no element made from them, Markdown bold kept", xss)
 	}
 
+	// Tool calls are folded with their arguments; the run's file edit names
+	// the file.
+	if got := eval("tools", `({folded: !!document.querySelector('#timeline .t-tool_call details:not([open]) summary'),
+		args: [...document.querySelectorAll('#timeline .t-tool_call pre')].some(p => p.textContent.includes('notes.txt')),
+		edit: [...document.querySelectorAll('#timeline .t-file_edit code')].some(c => c.textContent === 'notes.txt')})`); got != `{"folded":true,"args":true,"edit":true}` {
+		t.Errorf("tool calls and file edits in the timeline: %s", got)
+	}
+
 	// A follow-up runs and its events arrive on the same page.
 	do("follow-up", chromedp.SendKeys(chromedp.ID("followup"), "second task"), chromedp.Click(chromedp.CSS("#followup-form button[type=submit]")))
 	waitFor("the follow-up's steps", `document.getElementById('timeline').textContent.includes('step 5 of second task')`)
@@ -195,6 +206,16 @@ func TestDashboardInABrowser(t *testing.T) {
 		wide := eval("wide", `[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 376).map(e => e.tagName + '.' + e.className + '#' + e.id + ' ' + Math.round(e.getBoundingClientRect().right)).slice(0, 8)`)
 		t.Errorf("the list is %d px wide at a 375 px viewport: %s", width, wide)
 	}
+
+	// Templates: create, edit and delete from the page.
+	do("new template", chromedp.EmulateViewport(1200, 900), chromedp.Navigate(s.url+"/#/templates/new"), chromedp.WaitVisible(chromedp.ID("t-name")))
+	do("fill", chromedp.SendKeys(chromedp.ID("t-name"), "made in the page"), chromedp.SendKeys(chromedp.ID("t-repo"), "https://github.com/acme/app"),
+		chromedp.Click(chromedp.CSS("#template-form button[type=submit]")))
+	waitFor("saved", `/^#\/templates\/ca-/.test(location.hash) && !!document.getElementById('t-delete')`)
+	do("edit", chromedp.SetValue(chromedp.ID("t-name"), "renamed in the page"), chromedp.Click(chromedp.CSS("#template-form button[type=submit]")))
+	waitFor("renamed", `document.querySelector('#template-form h1')?.textContent === 'Template renamed in the page'`)
+	do("delete", chromedp.Click(chromedp.ID("t-delete")))
+	waitFor("gone from the list", `location.hash === '#/templates' && !!document.getElementById('new-template') && !document.getElementById('main').textContent.includes('renamed in the page')`)
 
 	// Sign out: back to the sign-in form, and the API no longer answers the page.
 	do("sign out", chromedp.Click(chromedp.ID("signout")), chromedp.WaitVisible(chromedp.ID("token")))

@@ -397,7 +397,8 @@ function templateForm(a) {
     try {
       const saved = a ? await api("PATCH", "/api/code-agents/" + a.id, body()) : await api("POST", "/api/code-agents", body());
       toast("Saved");
-      location.hash = "#/templates/" + saved.id;
+      const next = "#/templates/" + saved.id;
+      if (location.hash === next) route(); else location.hash = next;
     } catch (err) { fail(err); }
   } }, el("h1", {}, a ? "Template " + a.name : "New template"),
   field("Name", f.name), field("Description", f.description), field("Repository", f.repo), field("Starting ref", f.ref),
