@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -191,4 +192,29 @@ func TestDashboardSignInAndCSRF(t *testing.T) {
 		t.Errorf("/ui/me after the token's revocation = %d, want 401", status)
 	}
 	_ = core.OKResult{}
+}
+
+// TestDashboardCookieOverTLS: over TLS the cookie is __Host-flapjack and
+// Secure (the browser then refuses it without TLS, and any Domain or Path
+// but /), and it works there.
+func TestDashboardCookieOverTLS(t *testing.T) {
+	e := newEnv(t)
+	srv := httptest.NewUnstartedServer(e.h)
+	srv.StartTLS()
+	defer srv.Close()
+	b := newBrowser(t, srv.URL)
+	jar := b.c.Jar
+	b.c = srv.Client()
+	b.c.Jar = jar
+	status, _, hdr := b.do("POST", "/ui/signin", map[string]string{"token": e.token})
+	if status != 200 {
+		t.Fatalf("sign in over TLS = %d", status)
+	}
+	cookie := hdr.Get("Set-Cookie")
+	if !strings.HasPrefix(cookie, "__Host-flapjack=") || !strings.Contains(cookie, "Secure") || strings.Contains(cookie, "Domain") {
+		t.Fatalf("cookie over TLS = %q, want __Host-flapjack, Secure, no Domain", cookie)
+	}
+	if status, _, _ := b.do("GET", "/api/code-agents", nil); status != 200 {
+		t.Fatalf("API with the TLS cookie = %d", status)
+	}
 }
