@@ -93,6 +93,10 @@ func liveEnv(b *testing.B, writer string) (*env, string, *store.Store) {
 	e := newEnv(b, withOptions(func(o *Options) { o.StreamPoll = time.Hour }))
 	st := e.start(e.agent(), "block")
 	e.waitStatus(st.SessionID, core.StatusRunning)
+	// The fake runtime's own event ("waiting") is in before any measured one.
+	for !strings.Contains(string(e.do("GET", "/api/code-sessions/"+st.SessionID+"/events", e.token, nil).body), `"waiting"`) {
+		time.Sleep(5 * time.Millisecond)
+	}
 	b.Cleanup(func() { e.do("POST", "/api/code-sessions/"+st.SessionID+"/cancel", e.token, nil) })
 	if writer == "same-process" {
 		return e, st.SessionID, e.store
