@@ -43,8 +43,8 @@ func TestLogBufferBatchesWholeLines(t *testing.T) {
 	for {
 		n, got := out.all()
 		if got == want.String() {
-			if n > 10 {
-				t.Errorf("1000 lines took %d writes, want a few", n)
+			if n > 50 {
+				t.Errorf("1000 lines took %d writes, want a few (one a line is what it replaces)", n)
 			}
 			break
 		}

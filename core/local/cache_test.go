@@ -181,7 +181,7 @@ func mustState(t *testing.T, ws string) sessionState {
 func TestFetchOnlyWhatTheSessionNeeds(t *testing.T) {
 	t.Parallel()
 	o := makeOrigin(t)
-	r := newRuntimeWith(t, func(c *Config) { c.FetchReuse = 500 * time.Millisecond })
+	r := newRuntimeWith(t, func(c *Config) { c.FetchReuse = 2 * time.Second })
 	ctx := context.Background()
 	start := func(ref string) string {
 		t.Helper()
@@ -210,7 +210,7 @@ func TestFetchOnlyWhatTheSessionNeeds(t *testing.T) {
 	if got := start("main"); got != o.main {
 		t.Errorf("a start within the reuse window fetched: at %s, want %s", got, o.main)
 	}
-	time.Sleep(600 * time.Millisecond)
+	time.Sleep(2100 * time.Millisecond)
 	if got := start("main"); got != newMain {
 		t.Errorf("a start after the window is at %s, want the new main %s", got, newMain)
 	}
