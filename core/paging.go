@@ -65,3 +65,16 @@ func pageLimit(limit *int) (int, error) {
 	}
 	return min(*limit, MaxPageLimit), nil
 }
+
+// pageOf cuts items, read with one more than limit, to a page: at most
+// limit items (never nil) and, when the extra one was there, the cursor
+// after the last.
+func pageOf[T any](items []T, limit int, key func(T) PageKey) ([]T, string) {
+	if items == nil {
+		items = []T{}
+	}
+	if len(items) <= limit {
+		return items, ""
+	}
+	return items[:limit], EncodeCursor(key(items[limit-1]))
+}

@@ -179,15 +179,8 @@ func (s *Service) ListAgents(ctx context.Context, a Actor, in ListAgentsInput) (
 	if err != nil {
 		return AgentPage{}, s.internal(ctx, "list agents", err)
 	}
-	page := AgentPage{Agents: agents}
-	if len(agents) > limit {
-		page.Agents = agents[:limit]
-		last := page.Agents[limit-1]
-		page.NextCursor = EncodeCursor(PageKey{CreatedAt: last.CreatedAt, ID: last.ID})
-	}
-	if page.Agents == nil {
-		page.Agents = []CodeAgent{}
-	}
+	page := AgentPage{}
+	page.Agents, page.NextCursor = pageOf(agents, limit, func(a CodeAgent) PageKey { return PageKey{a.CreatedAt, a.ID} })
 	return page, nil
 }
 
@@ -418,15 +411,8 @@ func (s *Service) ListSessions(ctx context.Context, a Actor, in ListSessionsInpu
 	if err != nil {
 		return SessionPage{}, s.internal(ctx, "list sessions", err)
 	}
-	page := SessionPage{Sessions: list}
-	if len(list) > limit {
-		page.Sessions = list[:limit]
-		last := page.Sessions[limit-1]
-		page.NextCursor = EncodeCursor(PageKey{CreatedAt: last.CreatedAt, ID: last.ID})
-	}
-	if page.Sessions == nil {
-		page.Sessions = []Session{}
-	}
+	page := SessionPage{}
+	page.Sessions, page.NextCursor = pageOf(list, limit, func(s Session) PageKey { return PageKey{s.CreatedAt, s.ID} })
 	return page, nil
 }
 

@@ -197,36 +197,28 @@ const unauthorizedMessage = "a valid API token is required: send Authorization: 
 // from the page itself.
 func (h *Handler) authed(fn func(http.ResponseWriter, *http.Request, core.Actor)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		// The token is the bearer's, else the dashboard session's; forget
+		// names what to drop when the token turns out revoked.
+		tok, forget := "", func() {}
 		if r.Header.Get("Authorization") == "" {
 			if s, cookie, ok := h.webSessionOf(r); ok {
 				if !safeMethod(r.Method) && !fromThePage(r, s) {
 					writeErrorBody(w, http.StatusForbidden, CodeUnauthorized, "a signed-in dashboard request that changes something must come from the dashboard page (Origin and "+csrfHeader+")")
 					return
 				}
-				a, err := h.auth.Authenticate(r.Context(), s.token)
-				if errors.Is(err, ErrUnauthenticated) {
-					h.web.remove(cookie) // the token was revoked
-					unauthorized(w)
-					return
-				}
-				if err != nil {
-					h.writeError(w, r, err)
-					return
-				}
-				if info := infoFrom(r.Context()); info != nil {
-					info.user = a.UserID
-				}
-				fn(w, r, a)
+				tok, forget = s.token, func() { h.web.remove(cookie) }
+			}
+		}
+		if tok == "" {
+			var ok bool
+			if tok, ok = bearer(r.Header.Get("Authorization")); !ok || !WellFormedToken(tok) {
+				unauthorized(w)
 				return
 			}
 		}
-		tok, ok := bearer(r.Header.Get("Authorization"))
-		if !ok || !WellFormedToken(tok) {
-			unauthorized(w)
-			return
-		}
 		a, err := h.auth.Authenticate(r.Context(), tok)
 		if errors.Is(err, ErrUnauthenticated) {
+			forget()
 			unauthorized(w)
 			return
 		}

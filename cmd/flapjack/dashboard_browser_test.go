@@ -49,6 +49,23 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
+// newTab starts headless Chromium for the test (no sandbox: CI runs as
+// root) and returns a tab's context, ended with the test or after 2 min.
+func newTab(t *testing.T, bin string) context.Context {
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox,
+		chromedp.Flag("disable-dev-shm-usage", true), chromedp.WindowSize(1200, 900))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	t.Cleanup(cancelCtx)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 2*time.Minute)
+	t.Cleanup(cancelTimeout)
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+	return ctx
+}
+
 // TestDashboardInABrowser drives the dashboard in headless Chromium against
 // a real flapjack serve with a local agent: sign in, start a session from a
 // template, watch its events arrive without a reload, send a follow-up,
@@ -69,17 +86,7 @@ func TestDashboardInABrowser(t *testing.T) {
 	}
 	json.Unmarshal(raw, &ag)
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox,
-		chromedp.Flag("disable-dev-shm-usage", true), chromedp.WindowSize(1200, 900))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancelCtx := chromedp.NewContext(actx)
-	defer cancelCtx()
-	ctx, cancelTimeout := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancelTimeout()
-	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
-		t.Fatalf("starting chromium: %v", err)
-	}
+	ctx := newTab(t, bin)
 	// Confirmation dialogs (cancel, archive) are accepted.
 	go func() {
 		for _, err := range chromedp.Events(ctx, page.JavascriptDialogOpening) {
