@@ -17,13 +17,13 @@ const maxBatch = 1000
 // CommitWindow is the least time between two commits of one session's
 // events while they trickle in: a line the agent prints after a quiet spell
 // is committed at once, the lines after it gather for the rest of the
-// window. So an agent printing 500 lines a second costs at most 34 commits
+// window. So an agent printing 500 lines a second costs at most 25 commits
 // (fsyncs) a second, and a reader sees each line within the window plus a
 // commit. A full batch does not wait. (20 ms would allow 50 commits a
 // second, but each commit's fixed cost, locks and fsync, then dominates:
-// BenchmarkPacedIngestion measured 83 µs of CPU per event at 20 ms, 50 at
-// 30 ms.)
-const CommitWindow = 30 * time.Millisecond
+// BenchmarkPacedIngestion measured 83 µs of CPU per event at 20 ms, 58-64
+// at 30 ms, 48-56 at 40 ms.)
+const CommitWindow = 40 * time.Millisecond
 
 // Bounds of the events queued and not yet being written: past them Emit
 // waits, so an agent that prints faster than the disk takes it is slowed

@@ -59,11 +59,11 @@ func BenchmarkPacedIngestion(b *testing.B) {
 	for b.Loop() {
 		burstCPU, _ := run(20_000, 0, true)
 		// Rounds of the ticker alone and of the paced events, interleaved,
-		// each 2 s of 500 a second; medians, as the machine is shared.
+		// each 3 s of 500 a second; medians, as the machine is shared.
 		var ticks, paced, rates []float64
 		for range 5 {
-			tickCPU, _ := run(1_000, 2*time.Millisecond, false)
-			pacedCPU, fsyncs := run(1_000, 2*time.Millisecond, true)
+			tickCPU, _ := run(1_500, 2*time.Millisecond, false)
+			pacedCPU, fsyncs := run(1_500, 2*time.Millisecond, true)
 			ticks = append(ticks, float64(tickCPU.Nanoseconds())/1000)
 			paced = append(paced, float64((pacedCPU-tickCPU).Nanoseconds())/1000)
 			rates = append(rates, fsyncs)
