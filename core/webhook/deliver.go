@@ -110,7 +110,13 @@ type Deliverer struct {
 
 	mu       sync.Mutex
 	inflight map[string]bool
-	wg       sync.WaitGroup
+	// ended counts finished workers; endedAt is the count when each
+	// session's last worker finished. A read of the due rows that began
+	// before a session's worker finished may still list what that worker
+	// delivered, so dispatch leaves such a session to the next look.
+	ended   uint64
+	endedAt map[string]uint64
+	wg      sync.WaitGroup
 }
 
 // New returns a Deliverer.
@@ -159,7 +165,7 @@ func New(cfg Config) *Deliverer {
 		client:   client,
 		sem:      make(chan struct{}, cfg.Workers),
 		finished: make(chan struct{}, 1),
-		inflight: map[string]bool{},
+		inflight: map[string]bool{}, endedAt: map[string]uint64{},
 	}
 }
 
@@ -221,6 +227,9 @@ func (d *Deliverer) busy() bool {
 // dispatch starts a worker for each session with due deliveries and no
 // worker yet.
 func (d *Deliverer) dispatch(ctx context.Context) error {
+	d.mu.Lock()
+	readAt := d.ended
+	d.mu.Unlock()
 	due, err := d.cfg.Outbox.DueDeliveries(ctx, d.cfg.Clock.Now(), dueBatch)
 	if err != nil {
 		return err
@@ -235,9 +244,14 @@ func (d *Deliverer) dispatch(ctx context.Context) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	for sid, at := range d.endedAt {
+		if at <= readAt {
+			delete(d.endedAt, sid) // this read saw what that worker wrote
+		}
+	}
 	for _, sid := range order {
-		if d.inflight[sid] || ctx.Err() != nil {
-			continue
+		if d.inflight[sid] || d.endedAt[sid] > readAt || ctx.Err() != nil {
+			continue // in flight, or finished since the read: the next look
 		}
 		list := bySession[sid]
 		slices.SortFunc(list, func(a, b core.Delivery) int { return cmp.Compare(a.Seq, b.Seq) })
@@ -248,6 +262,8 @@ func (d *Deliverer) dispatch(ctx context.Context) error {
 			defer func() {
 				d.mu.Lock()
 				delete(d.inflight, sid)
+				d.ended++
+				d.endedAt[sid] = d.ended
 				d.mu.Unlock()
 				select {
 				case d.finished <- struct{}{}:
