@@ -27,41 +27,9 @@ func BenchmarkListEventsOfMillion(b *testing.B) {
 	const total = 1_000_000
 	ctx := context.Background()
 	dbPath := filepath.Join(b.TempDir(), "flapjack.db")
-	st, err := store.Open(dbPath)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	key := make([]byte, 32)
-	crand.Read(key)
-	box, _ := core.NewBox(key)
-	owner, _ := st.EnsureOwner(ctx)
-	rt := &fakeRuntime{cancelErrs: map[string]error{}, archiveErr: map[string]error{}}
-	svc := core.NewService(core.ServiceConfig{Store: st, Box: box, Runtimes: map[string]core.Runtime{core.RuntimeLocal: rt}, DefaultRuntime: core.RuntimeLocal})
-	actor := core.Actor{UserID: owner.UserID, AllOrgs: true, DefaultOrgID: owner.OrgID}
-	repo := "https://github.com/acme/app"
-	ag, err := svc.CreateAgent(ctx, actor, core.CreateAgentInput{AgentFields: core.AgentFields{DefaultRepoURL: &repo}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	started, err := svc.StartSession(ctx, actor, core.StartSessionInput{CodeAgentID: ag.ID, Prompt: "x"})
-	if err != nil {
-		b.Fatal(err)
-	}
+	m := newBenchMCP(b, dbPath)
+	svc, actor, started, cs := m.svc, m.actor, m.started, m.cs
 	bulkInsert(b, dbPath, started.SessionID, started.MessageID, total)
-
-	server := flapjackmcp.NewServer(svc, actor, flapjackmcp.Options{})
-	ct, srvT := mcp.NewInMemoryTransports()
-	ss, err := server.Connect(ctx, srvT, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ss.Close()
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "bench", Version: "1"}, nil).Connect(ctx, ct, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cs.Close()
 
 	var svcTook []time.Duration
 	for range 200 {
@@ -91,6 +59,55 @@ func BenchmarkListEventsOfMillion(b *testing.B) {
 	slices.Sort(took)
 	b.ReportMetric(float64(took[len(took)/2])/float64(time.Millisecond), "median-ms")
 	b.ReportMetric(float64(svcTook[len(svcTook)/2])/float64(time.Millisecond), "service-median-ms")
+}
+
+// benchMCP is an MCP server over the in-memory transport on a real database
+// at dbPath, with one template and one started (pending) session: what the
+// MCP benchmarks call. Everything is closed when b ends.
+type benchMCP struct {
+	st      *store.Store
+	svc     *core.Service
+	actor   core.Actor
+	started core.StartResult
+	cs      *mcp.ClientSession
+}
+
+func newBenchMCP(b *testing.B, dbPath string) *benchMCP {
+	ctx := context.Background()
+	st, err := store.Open(dbPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	key := make([]byte, 32)
+	crand.Read(key)
+	box, _ := core.NewBox(key)
+	owner, _ := st.EnsureOwner(ctx)
+	rt := &fakeRuntime{cancelErrs: map[string]error{}, archiveErr: map[string]error{}}
+	svc := core.NewService(core.ServiceConfig{Store: st, Box: box, Runtimes: map[string]core.Runtime{core.RuntimeLocal: rt}, DefaultRuntime: core.RuntimeLocal})
+	actor := core.Actor{UserID: owner.UserID, AllOrgs: true, DefaultOrgID: owner.OrgID}
+	repo := "https://github.com/acme/app"
+	ag, err := svc.CreateAgent(ctx, actor, core.CreateAgentInput{AgentFields: core.AgentFields{DefaultRepoURL: &repo}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	started, err := svc.StartSession(ctx, actor, core.StartSessionInput{CodeAgentID: ag.ID, Prompt: "x"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	server := flapjackmcp.NewServer(svc, actor, flapjackmcp.Options{})
+	ct, srvT := mcp.NewInMemoryTransports()
+	ss, err := server.Connect(ctx, srvT, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ss.Close() })
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "bench", Version: "1"}, nil).Connect(ctx, ct, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cs.Close() })
+	return &benchMCP{st: st, svc: svc, actor: actor, started: started, cs: cs}
 }
 
 // bulkInsert fills a session's log inside SQLite with a recursive CTE: building

@@ -3,7 +3,6 @@ package mcp_test
 import (
 	"bytes"
 	"context"
-	crand "crypto/rand"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/flapjack-dev/flapjack/core"
 	"github.com/flapjack-dev/flapjack/core/coretest"
-	flapjackmcp "github.com/flapjack-dev/flapjack/mcp"
 	"github.com/flapjack-dev/flapjack/store"
 )
 
@@ -34,46 +32,17 @@ func BenchmarkWaitDelivery(b *testing.B) {
 		b.Run(writer, func(b *testing.B) {
 			ctx := context.Background()
 			dbPath := filepath.Join(b.TempDir(), "flapjack.db")
-			st, err := store.Open(dbPath)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer st.Close()
+			m := newBenchMCP(b, dbPath)
+			st, started, cs := m.st, m.started, m.cs
 			w := st
 			if writer == "other-process" {
-				if w, err = store.Open(dbPath); err != nil {
+				other, err := store.Open(dbPath)
+				if err != nil {
 					b.Fatal(err)
 				}
-				defer w.Close()
+				defer other.Close()
+				w = other
 			}
-			key := make([]byte, 32)
-			crand.Read(key)
-			box, _ := core.NewBox(key)
-			owner, _ := st.EnsureOwner(ctx)
-			rt := &fakeRuntime{cancelErrs: map[string]error{}, archiveErr: map[string]error{}}
-			svc := core.NewService(core.ServiceConfig{Store: st, Box: box, Runtimes: map[string]core.Runtime{core.RuntimeLocal: rt}, DefaultRuntime: core.RuntimeLocal})
-			actor := core.Actor{UserID: owner.UserID, AllOrgs: true, DefaultOrgID: owner.OrgID}
-			repo := "https://github.com/acme/app"
-			ag, err := svc.CreateAgent(ctx, actor, core.CreateAgentInput{AgentFields: core.AgentFields{DefaultRepoURL: &repo}})
-			if err != nil {
-				b.Fatal(err)
-			}
-			started, err := svc.StartSession(ctx, actor, core.StartSessionInput{CodeAgentID: ag.ID, Prompt: "x"})
-			if err != nil {
-				b.Fatal(err)
-			}
-			server := flapjackmcp.NewServer(svc, actor, flapjackmcp.Options{})
-			ct, srvT := mcp.NewInMemoryTransports()
-			ss, err := server.Connect(ctx, srvT, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer ss.Close()
-			cs, err := mcp.NewClient(&mcp.Implementation{Name: "bench", Version: "1"}, nil).Connect(ctx, ct, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer cs.Close()
 
 			var took coretest.Latencies
 			for i := range max(b.N, 200) {
