@@ -2,6 +2,8 @@ package restshim
 
 import (
 	"context"
+	"fmt"
+	"hash/crc32"
 	"net/http"
 	"strings"
 	"sync"
@@ -146,6 +148,16 @@ func TestTokenFormat(t *testing.T) {
 		b[i] = map[bool]byte{true: 'b', false: 'a'}[b[i] == 'a']
 		if WellFormedToken(string(b)) {
 			t.Fatalf("%q with one character changed is still well-formed", m.Token)
+		}
+	}
+	// The checksum is worked out by hand; tokens already handed out were
+	// checked by the base32 encoding, so both must agree.
+	for i := range 500 {
+		s := TokenPrefix + strings.Repeat(string(rune('a'+i%26)), i%40) + fmt.Sprint(i*7919)
+		c := crc32.ChecksumIEEE([]byte(s))
+		want := tokenEncoding().EncodeToString([]byte{byte(c >> 24), byte(c >> 16), byte(c >> 8), byte(c), 0})[:tokenCheck]
+		if got := checksum(s); got != want {
+			t.Fatalf("checksum(%q) = %q, the base32 encoding's is %q", s, got, want)
 		}
 	}
 	if TokenLen-len(TokenPrefix)-tokenCheck < 26 {
