@@ -65,20 +65,24 @@ func hammer(b *testing.B, url func() string, token string, n, clients int) (floa
 	return float64(n) / elapsed.Seconds(), all
 }
 
-// floorServer answers every request with body, as the API would, from
-// memory: what net/http and the loopback cost on their own.
-func floorServer(b *testing.B, body []byte) *httptest.Server {
+// floorServer answers every request with the API's answer to url, as it
+// was sent (its body and headers, net/http adding the date and length):
+// what net/http and the loopback cost on their own for the same bytes.
+func floorServer(b *testing.B, url, token string) (*httptest.Server, []byte) {
+	body, hdr := fetch(b, url, token)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Content-Type", "application/json")
-		h.Set("Cache-Control", "no-store")
+		for k, v := range hdr {
+			h[k] = v
+		}
 		w.Write(body)
 	}))
 	b.Cleanup(srv.Close)
-	return srv
+	return srv, body
 }
 
-func fetch(b *testing.B, url, token string) []byte {
+// fetch returns the API's answer to url, with the headers the API set.
+func fetch(b *testing.B, url, token string) ([]byte, http.Header) {
 	req, _ := http.NewRequest("GET", url, nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	res, err := http.DefaultClient.Do(req)
@@ -90,7 +94,10 @@ func fetch(b *testing.B, url, token string) []byte {
 	if res.StatusCode != 200 {
 		b.Fatalf("%s: %d %s", url, res.StatusCode, body)
 	}
-	return body
+	hdr := res.Header.Clone()
+	hdr.Del("Date")
+	hdr.Del("Content-Length")
+	return body, hdr
 }
 
 // BenchmarkGetSessionVsFloor measures GET /api/code-sessions/{id} (16
@@ -109,7 +116,7 @@ func BenchmarkGetSessionVsFloor(b *testing.B) {
 				defer stop()
 			}
 			url := bs.srv.URL + "/api/code-sessions/" + bs.started.SessionID
-			floor := floorServer(b, fetch(b, url, bs.token.Token))
+			floor, _ := floorServer(b, url, bs.token.Token)
 			var apiRates, floorRates []float64
 			var apiLat, floorLat coretest.Latencies
 			for b.Loop() {
@@ -146,12 +153,11 @@ func BenchmarkEventsPage(b *testing.B) {
 	bs := newBenchServer(b)
 	seedEvents(b, bs, total)
 	base := bs.srv.URL + "/api/code-sessions/" + bs.started.SessionID + "/events?limit=200&since="
-	page := fetch(b, base+"500000", bs.token.Token)
+	floor, page := floorServer(b, base+"500000", bs.token.Token)
 	var probe core.EventPage
 	if err := json.Unmarshal(page, &probe); err != nil || len(probe.Events) != 200 {
 		b.Fatalf("a page holds %d events (%v)", len(probe.Events), err)
 	}
-	floor := floorServer(b, page)
 	var apiLat, floorLat coretest.Latencies
 	for b.Loop() {
 		for range rounds {
