@@ -33,7 +33,7 @@ func (e Event) AppendJSON(b []byte) []byte {
 	b = append(b, `,"seq":`...)
 	b = strconv.AppendInt(b, e.Seq, 10)
 	b = append(b, `,"created_at":"`...)
-	b = e.CreatedAt.UTC().AppendFormat(b, TimeFormat)
+	b = AppendTime(b, e.CreatedAt)
 	return append(b, `"}`...)
 }
 

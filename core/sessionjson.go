@@ -180,7 +180,7 @@ func appendJSONIntPtr(b []byte, n *int64) []byte {
 
 func appendJSONTime(b []byte, t time.Time) []byte {
 	b = append(b, '"')
-	b = t.UTC().AppendFormat(b, TimeFormat)
+	b = AppendTime(b, t)
 	return append(b, '"')
 }
 

@@ -2,6 +2,7 @@ package core
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"regexp"
 	"testing"
 	"time"
@@ -43,5 +44,31 @@ func TestTimestampsHaveThreeFractionalDigits(t *testing.T) {
 	}
 	if !back.CreatedAt.Equal(at) || len(back.Messages) != 1 || !back.Messages[0].CreatedAt.Equal(whole) {
 		t.Errorf("round trip: %s", cmp.Diff(d, back))
+	}
+}
+
+// TestAppendTimeMatchesTimeFormat: the hand-placed digits equal
+// time.Format's TimeFormat for times across the years, in any zone, at any
+// nanosecond (truncated to milliseconds as Format truncates), and outside
+// 0000-9999 too.
+func TestAppendTimeMatchesTimeFormat(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	zones := []*time.Location{time.UTC, time.FixedZone("east", 14*3600), time.FixedZone("west", -12*3600-30*60)}
+	times := []time.Time{
+		{}, time.Unix(0, 0), time.Date(9999, 12, 31, 23, 59, 59, 999_999_999, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2024, 2, 29, 23, 59, 59, 999_999_999, time.FixedZone("x", -3600)),
+	}
+	for range 20000 {
+		times = append(times, time.Unix(r.Int64N(400e9)-100e9, r.Int64N(1e9)).In(zones[r.IntN(len(zones))]))
+	}
+	for _, tm := range times {
+		want := tm.UTC().Format(TimeFormat)
+		if got := string(AppendTime([]byte("x"), tm)); got != "x"+want {
+			t.Fatalf("AppendTime(%v) = %q, want %q", tm, got[1:], want)
+		}
+		if got := FormatTime(tm); got != want {
+			t.Fatalf("FormatTime(%v) = %q, want %q", tm, got, want)
+		}
 	}
 }
