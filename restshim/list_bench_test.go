@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -57,7 +58,15 @@ func BenchmarkListSessions(b *testing.B) {
 		{"page-of-50", "?limit=50", 0, 5 * time.Millisecond},
 		{"whole-array", "", 3, 0},
 	} {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
 		body, _, _ := get(base + tc.query)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		// What the server keeps after answering (the whole list, for the
+		// whole array), beyond the answer this benchmark holds.
+		kept := int64(after.HeapAlloc) - int64(before.HeapAlloc) - int64(len(body))
 		if n := strings.Count(string(body), `"id":"cs-`); (tc.query == "" && n != total) || (tc.query != "" && n != 50) {
 			b.Fatalf("%s: %d sessions in the answer", tc.name, n)
 		}
@@ -79,6 +88,7 @@ func BenchmarkListSessions(b *testing.B) {
 			floorLat.Report(b, "floor")
 			firstBytes.Report(b, "first-byte")
 			b.ReportMetric(float64(len(body))/1e6, "body-MB")
+			b.ReportMetric(float64(kept)/total, "kept-B/session")
 			ratio := float64(real.Percentile(50)) / float64(floorLat.Percentile(50))
 			b.ReportMetric(ratio, "p50-vs-floor")
 			if tc.goalRatio > 0 && ratio > tc.goalRatio {

@@ -13,7 +13,8 @@ import (
 )
 
 // ReadCache is the Store with a memory in front of the reads a REST server
-// repeats on every request: the token's actor, the session, its messages.
+// repeats on every request: the token's actor, the session, its messages;
+// and the list of every session, for long lists (sessionlist.go).
 //
 // Why: every SQLite call in a process goes through the same allocator locks,
 // so statements do not run in parallel, and three small reads per request
@@ -49,6 +50,17 @@ type ReadCache struct {
 	sessions     map[string]core.Session
 	messages     map[string][]core.Message
 	actors       map[string]cachedActor
+	// list is every session, for long lists (sessionlist.go); nil when
+	// not held. building is one being read. tooMany is set when there
+	// were too many to hold.
+	list     *sessionList
+	building *sessionList
+	tooMany  bool
+	marks    uint64 // the last dirty mark given (sessionList.dirty)
+	// dropped is when clear last forgot everything: the list is not read
+	// again until settle has passed since.
+	dropped time.Time
+	settle  time.Duration
 }
 
 type cachedActor struct {
@@ -74,8 +86,9 @@ func NewReadCache(s *Store, dbPath string) (*ReadCache, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &ReadCache{Prepared: p, shmPath: dbPath + "-shm", dv: -1}
+	c := &ReadCache{Prepared: p, shmPath: dbPath + "-shm", dv: -1, settle: listSettle}
 	c.clear()
+	c.dropped = time.Time{} // nothing was dropped yet
 	// The -shm file exists once the database is open in WAL mode.
 	if c.shm, err = os.Open(c.shmPath); err != nil {
 		p.Close()
@@ -99,6 +112,8 @@ func (c *ReadCache) clear() {
 	c.sessions = map[string]core.Session{}
 	c.messages = map[string][]core.Message{}
 	c.actors = map[string]cachedActor{}
+	c.list, c.building, c.tooMany = nil, nil, false
+	c.dropped = time.Now()
 }
 
 // fresh brings the memory up to date with the file: it forgets everything
@@ -122,7 +137,8 @@ func (c *ReadCache) fresh(ctx context.Context) (gen [walHeaderBytes]byte, ok boo
 		return gen, false
 	}
 	if h != c.header {
-		if !c.forget(c.header, h) {
+		// The first look (a zero header) has nothing to forget.
+		if c.header != ([walHeaderBytes]byte{}) && !c.forget(c.header, h) {
 			// A commit of this process is under way: read the database
 			// this time, and judge the change once it is recorded.
 			return gen, false
@@ -158,6 +174,7 @@ func (c *ReadCache) forget(from, to [walHeaderBytes]byte) bool {
 		delete(c.sessions, id)
 		delete(c.messages, id)
 	}
+	c.touched(sessions)
 	if other {
 		c.actors = map[string]cachedActor{}
 	}
