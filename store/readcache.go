@@ -137,8 +137,7 @@ func (c *ReadCache) fresh(ctx context.Context) (gen [walHeaderBytes]byte, ok boo
 		return gen, false
 	}
 	if h != c.header {
-		// The first look (a zero header) has nothing to forget.
-		if c.header != ([walHeaderBytes]byte{}) && !c.forget(c.header, h) {
+		if !c.forget(c.header, h) {
 			// A commit of this process is under way: read the database
 			// this time, and judge the change once it is recorded.
 			return gen, false
@@ -168,6 +167,9 @@ func (c *ReadCache) forget(from, to [walHeaderBytes]byte) bool {
 	}
 	if !ok {
 		c.clear()
+		if from == ([walHeaderBytes]byte{}) {
+			c.dropped = time.Time{} // the first look: nothing was held to drop
+		}
 		return true
 	}
 	for _, id := range sessions {
