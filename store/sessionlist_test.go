@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -418,5 +419,21 @@ func TestSessionListWaitsWhileAnotherProcessCommits(t *testing.T) {
 	c.settle = 0
 	if _, err := c.ListSessions(ctx, core.SessionFilter{}); err != nil || c.list == nil {
 		t.Fatalf("the list was not read again after the settle time (%v)", err)
+	}
+}
+
+// TestSessionListKnowsEveryFilter: the list answers core.SessionFilter in
+// memory, field by field; a field added to the filter and not to
+// sessionList.filter (and randomFilter) would be ignored there, so this
+// fails until both know it.
+func TestSessionListKnowsEveryFilter(t *testing.T) {
+	known := []string{"OrgIDs", "CodeAgentID", "Statuses", "Archived", "OldestFirst", "Limit", "After"}
+	var fields []string
+	ft := reflect.TypeFor[core.SessionFilter]()
+	for i := range ft.NumField() {
+		fields = append(fields, ft.Field(i).Name)
+	}
+	if diff := cmp.Diff(known, fields); diff != "" {
+		t.Fatalf("core.SessionFilter changed; teach sessionList.filter and randomFilter (-known +now):\n%s", diff)
 	}
 }
