@@ -23,7 +23,9 @@ import (
 // again. A session's creation time and id never change, so a session read
 // again keeps its place.
 //
-// A sessionList is never changed once published: a patch makes a new one.
+// Its sessions are never changed once published (a patch makes a new
+// list), so readers use it without the lock; only its dirty marks grow,
+// under the cache's lock.
 type sessionList struct {
 	all []*core.Session // newest first: (created_at, id) descending, as SQL orders them
 	// dirty maps each session touched since the list was read to a mark
