@@ -80,12 +80,7 @@ func TestSessionListAnswersAsSQL(t *testing.T) {
 		createSession(t, s, sess)
 		known = append(known, sess)
 	}
-	c, err := NewReadCache(s, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.settle = 0 // read the list again at once after another process's commit
+	c := newCache(t, s, path, 0) // reads the list again at once after another process's commit
 	held := func() *sessionList {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -179,17 +174,9 @@ func TestSessionListAnswersAsSQL(t *testing.T) {
 // process drops the list.
 func TestSessionListPatchesOnlyWhatChanged(t *testing.T) {
 	ctx := context.Background()
-	s, path := newStore(t)
-	o := mustOwner(t, s)
-	a, b := testSession(o.OrgID, "ca", 1), testSession(o.OrgID, "ca", 2)
-	createSession(t, s, a)
-	createSession(t, s, b)
-	c, err := NewReadCache(s, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.settle = 0
+	s, path, ss := withSessions(t, 2)
+	a, b := ss[0], ss[1]
+	c := newCache(t, s, path, 0)
 	list := func() []core.Session {
 		t.Helper()
 		got, err := c.ListSessions(ctx, core.SessionFilter{})
@@ -220,7 +207,7 @@ func TestSessionListPatchesOnlyWhatChanged(t *testing.T) {
 		t.Fatal("the patch did not read A again, or read B again too")
 	}
 
-	mid := testSession(o.OrgID, "ca", 1) // same second as A: the id orders them
+	mid := testSession(a.OrgID, "ca", 1) // same second as A: the id orders them
 	createSession(t, s, mid)
 	want, _ := s.ListSessions(ctx, core.SessionFilter{})
 	if diff := cmp.Diff(ids(want), ids(list())); diff != "" {
@@ -243,19 +230,8 @@ func TestSessionListPatchesOnlyWhatChanged(t *testing.T) {
 // -race, which also checks the list is never changed while read).
 func TestSessionListUnderConcurrentWrites(t *testing.T) {
 	ctx := context.Background()
-	s, path := newStore(t)
-	o := mustOwner(t, s)
-	var sessions []core.Session
-	for i := range 20 {
-		sess := testSession(o.OrgID, "ca", i)
-		createSession(t, s, sess)
-		sessions = append(sessions, sess)
-	}
-	c, err := NewReadCache(s, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	s, path, sessions := withSessions(t, 20)
+	c := newCache(t, s, path, listSettle)
 	var wg sync.WaitGroup
 	done := make(chan struct{})
 	for i := range 4 {
@@ -297,6 +273,34 @@ func TestSessionListUnderConcurrentWrites(t *testing.T) {
 	wg.Wait()
 }
 
+// newCache is a ReadCache over s, closed when the test ends; settle is how
+// long it waits after another process's commit before reading the list again.
+func newCache(t *testing.T, s *Store, path string, settle time.Duration) *ReadCache {
+	t.Helper()
+	c, err := NewReadCache(s, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.settle = settle
+	return c
+}
+
+// withSessions is a new store holding n sessions of the owner's org, a
+// second apart.
+func withSessions(t *testing.T, n int) (*Store, string, []core.Session) {
+	t.Helper()
+	s, path := newStore(t)
+	o := mustOwner(t, s)
+	var out []core.Session
+	for i := range n {
+		sess := testSession(o.OrgID, "ca", i+1)
+		createSession(t, s, sess)
+		out = append(out, sess)
+	}
+	return s, path, out
+}
+
 func ids(ss []core.Session) []string {
 	out := make([]string, len(ss))
 	for i, s := range ss {
@@ -312,17 +316,18 @@ func ids(ss []core.Session) []string {
 // read when another process commits answers only its own call.
 func TestSessionListCommitsWhileReading(t *testing.T) {
 	ctx := context.Background()
-	s, path := newStore(t)
-	o := mustOwner(t, s)
-	a := testSession(o.OrgID, "ca", 1)
-	createSession(t, s, a)
-	c, err := NewReadCache(s, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.settle = 0
+	s, path, ss := withSessions(t, 1)
+	a := ss[0]
+	c := newCache(t, s, path, 0)
 	seq := func(l *sessionList) int64 { return l.all[0].LastEventSeq }
+	// begin starts reading a list, as currentList does, with none held.
+	begin := func() *sessionList {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.list = nil
+		c.building = &sessionList{dirty: map[string]uint64{}}
+		return c.building
+	}
 
 	// Touched again between the read and the patch.
 	if _, err := c.ListSessions(ctx, core.SessionFilter{}); err != nil {
@@ -348,20 +353,12 @@ func TestSessionListCommitsWhileReading(t *testing.T) {
 	}
 
 	// A commit of this process while the list is read: kept, A dirty.
-	c.mu.Lock()
-	c.list = nil
-	b := &sessionList{dirty: map[string]uint64{}}
-	c.building = b
-	c.mu.Unlock()
+	b := begin()
 	built, err := c.buildList(ctx, b) // reads seq 2
 	if err != nil || seq(built) != 2 {
 		t.Fatalf("built %v, %v", built, err)
 	}
-	c.mu.Lock()
-	c.list = nil
-	b = &sessionList{dirty: map[string]uint64{}}
-	c.building = b
-	c.mu.Unlock()
+	b = begin()
 	appendOne(t, s, a.ID) // seq 3, seen while b is being read
 	c.fresh(ctx)
 	if _, err := c.buildList(ctx, b); err != nil {
@@ -375,11 +372,7 @@ func TestSessionListCommitsWhileReading(t *testing.T) {
 	}
 
 	// Another process's commit while the list is read: not kept.
-	c.mu.Lock()
-	c.list = nil
-	b = &sessionList{dirty: map[string]uint64{}}
-	c.building = b
-	c.mu.Unlock()
+	b = begin()
 	appendOne(t, openAt(t, path), a.ID)
 	c.fresh(ctx)
 	if _, err := c.buildList(ctx, b); err != nil {
@@ -395,16 +388,9 @@ func TestSessionListCommitsWhileReading(t *testing.T) {
 // session again until the settle time has passed.
 func TestSessionListWaitsWhileAnotherProcessCommits(t *testing.T) {
 	ctx := context.Background()
-	s, path := newStore(t)
-	o := mustOwner(t, s)
-	a := testSession(o.OrgID, "ca", 1)
-	createSession(t, s, a)
-	c, err := NewReadCache(s, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.settle = time.Hour
+	s, path, ss := withSessions(t, 1)
+	a := ss[0]
+	c := newCache(t, s, path, time.Hour)
 	if _, err := c.ListSessions(ctx, core.SessionFilter{}); err != nil || c.list == nil {
 		t.Fatalf("the first long list did not read the list (%v)", err)
 	}
