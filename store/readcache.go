@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -55,6 +56,7 @@ type ReadCache struct {
 	// were too many to hold.
 	list     *sessionList
 	building *sessionList
+	listCap  int // the most sessions the list holds
 	tooMany  bool
 	marks    uint64 // the last dirty mark given (sessionList.dirty)
 	// dropped is when clear last forgot everything: the list is not read
@@ -86,7 +88,8 @@ func NewReadCache(s *Store, dbPath string) (*ReadCache, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &ReadCache{Prepared: p, shmPath: dbPath + "-shm", dv: -1, settle: listSettle}
+	c := &ReadCache{Prepared: p, shmPath: dbPath + "-shm", dv: -1, settle: listSettle,
+		listCap: listCap(debug.SetMemoryLimit(-1))} // -1 reads the limit, changing nothing
 	c.clear()
 	c.dropped = time.Time{} // nothing was dropped yet
 	// The -shm file exists once the database is open in WAL mode.

@@ -35,9 +35,12 @@ type sessionList struct {
 }
 
 const (
-	// maxListed bounds the list's memory (about 1 KB a session): a
-	// database with more sessions lists them from SQLite.
+	// maxListed bounds the list's memory: a database with more sessions
+	// lists them from SQLite. listCap may lower it.
 	maxListed = 50_000
+	// sessionBytes is what the list holds per session (1,031 bytes
+	// measured by BenchmarkListSessions).
+	sessionBytes = 1 << 10
 	// buildFrom is the smallest page worth reading every session for: a
 	// short page (the MCP tools' and the dashboard's 50) costs about a
 	// millisecond from SQLite, while the whole list is what is slow.
@@ -50,6 +53,14 @@ const (
 	// process keeps committing, long lists are read from SQLite as before.
 	listSettle = time.Second
 )
+
+// listCap is how many sessions the list may hold under a soft memory limit
+// (debug.SetMemoryLimit; serve sets 96 MiB): a quarter of it, so a server
+// near its limit is not made to collect garbage without end; maxListed at
+// most.
+func listCap(memoryLimit int64) int {
+	return int(min(maxListed, memoryLimit/4/sessionBytes))
+}
 
 // ListSessions is Store.ListSessions, from memory when the whole list is
 // held (or worth reading: see buildFrom) and nothing it cannot account for
@@ -130,7 +141,7 @@ func (c *ReadCache) keepPatched(l, next *sessionList, marks map[string]uint64) *
 // kept, and patched on its next use; a commit the cache cannot account for
 // clears c.building, and then b answers this call only.
 func (c *ReadCache) buildList(ctx context.Context, b *sessionList) (*sessionList, error) {
-	all, err := c.Prepared.ListSessions(ctx, core.SessionFilter{Limit: maxListed + 1})
+	all, err := c.Prepared.ListSessions(ctx, core.SessionFilter{Limit: c.listCap + 1})
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	kept := c.building == b
@@ -140,7 +151,7 @@ func (c *ReadCache) buildList(ctx context.Context, b *sessionList) (*sessionList
 	if err != nil {
 		return nil, err
 	}
-	if len(all) > maxListed {
+	if len(all) > c.listCap {
 		c.tooMany = kept
 		return nil, nil
 	}

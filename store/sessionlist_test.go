@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"sync"
@@ -421,5 +422,31 @@ func TestSessionListKnowsEveryFilter(t *testing.T) {
 	}
 	if diff := cmp.Diff(known, fields); diff != "" {
 		t.Fatalf("core.SessionFilter changed; teach sessionList.filter and randomFilter (-known +now):\n%s", diff)
+	}
+}
+
+// TestSessionListStaysWithinItsCap: under serve's soft memory limit the
+// list holds at most a quarter of it; a database with more sessions than
+// the cap answers long lists from SQLite, correctly, without reading every
+// session again on each list.
+func TestSessionListStaysWithinItsCap(t *testing.T) {
+	if got := listCap(96 << 20); got != 24_576 {
+		t.Errorf("under serve's 96 MiB the list holds %d sessions, want 24,576 (a quarter)", got)
+	}
+	if got := listCap(math.MaxInt64); got != maxListed {
+		t.Errorf("with no memory limit the list holds %d sessions, want %d", got, maxListed)
+	}
+	ctx := context.Background()
+	s, path, _ := withSessions(t, 3)
+	c := newCache(t, s, path, 0)
+	c.listCap = 2
+	for range 2 {
+		got, err := c.ListSessions(ctx, core.SessionFilter{})
+		if err != nil || len(got) != 3 {
+			t.Fatalf("the whole list over the cap: %d sessions, %v", len(got), err)
+		}
+		if c.list != nil || !c.tooMany {
+			t.Fatal("more sessions than the cap were held, or the cap was not remembered")
+		}
 	}
 }
