@@ -15,10 +15,7 @@ import (
 func BenchmarkEventWriterAppend(b *testing.B) {
 	const perRun = 20_000
 	h := newHarness(b)
-	st, err := h.svc.StartSession(context.Background(), h.actor, core.StartSessionInput{CodeAgentID: h.agent.ID, Prompt: "x"})
-	if err != nil {
-		b.Fatal(err)
-	}
+	st := h.start(b)
 	payload := json.RawMessage(`{"text":"Reading src/auth.ts to find the JWT expiry check"}`)
 	var total int
 	start := time.Now()

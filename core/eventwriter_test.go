@@ -23,10 +23,7 @@ const key = "crsr_live_0123456789abcdefghijklmnop"
 // says it was truncated.
 func TestEventWriterRedactsBeforeCapping(t *testing.T) {
 	h := newHarness(t)
-	st, err := h.svc.StartSession(context.Background(), h.actor, core.StartSessionInput{CodeAgentID: h.agent.ID, Prompt: "x"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := h.start(t)
 	w := core.NewEventWriter(h.st, st.SessionID, core.NewRedactor(key))
 	cut := strings.Repeat("a", 100) + key[:19] // the rest fell off at the line limit
 	huge := strings.Repeat("b", core.MaxEventPayloadBytes) + key + strings.Repeat("c", 1000)
@@ -137,10 +134,7 @@ func TestEventWriterRetriesAndNeverSkips(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
 			ctx := context.Background()
-			st, err := h.svc.StartSession(ctx, h.actor, core.StartSessionInput{CodeAgentID: h.agent.ID, Prompt: "x"})
-			if err != nil {
-				t.Fatal(err)
-			}
+			st := h.start(t)
 			fs := tc.store(h.st)
 			w := core.NewEventWriter(fs, st.SessionID, nil)
 			w.SetRetrySleep(func(time.Duration) {})
@@ -148,7 +142,7 @@ func TestEventWriterRetriesAndNeverSkips(t *testing.T) {
 				w.Emit(core.EventInput{Type: core.EventStdout, Payload: json.RawMessage(`{"i":` + string(rune('0'+i%10)) + `}`),
 					CreatedAt: time.Now(), StreamPosition: "pos"})
 			}
-			err = w.Close()
+			err := w.Close()
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("Close = %v, want error %v", err, tc.wantErr)
 			}
@@ -216,10 +210,7 @@ func (s *timingStore) AppendEvents(ctx context.Context, id string, evs []core.Ev
 func TestEventWriterPacesCommits(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
-	st, err := h.svc.StartSession(ctx, h.actor, core.StartSessionInput{CodeAgentID: h.agent.ID, Prompt: "x"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := h.start(t)
 	cs := &countingStore{Store: h.st}
 	w := core.NewEventWriter(cs, st.SessionID, nil)
 	const n = 250
@@ -284,10 +275,7 @@ func TestEventWriterQueueIsBounded(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
 			ctx := context.Background()
-			st, err := h.svc.StartSession(ctx, h.actor, core.StartSessionInput{CodeAgentID: h.agent.ID, Prompt: "x"})
-			if err != nil {
-				t.Fatal(err)
-			}
+			st := h.start(t)
 			cs := &countingStore{Store: h.st, hold: make(chan struct{})}
 			w := core.NewEventWriter(cs, st.SessionID, nil)
 			const total = 20_000

@@ -3,7 +3,6 @@
 package core_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -24,11 +23,7 @@ import (
 // reported beside it. Goals: ≤ 60 µs of CPU per event, ≤ 50 fsyncs a second.
 func BenchmarkPacedIngestion(b *testing.B) {
 	h := newHarness(b)
-	ctx := context.Background()
-	st, err := h.svc.StartSession(ctx, h.actor, core.StartSessionInput{CodeAgentID: h.agent.ID, Prompt: "x"})
-	if err != nil {
-		b.Fatal(err)
-	}
+	st := h.start(b)
 	redactor := core.NewRedactor("crsr_live_0123456789abcdefghijklmnop")
 	line := func(i int) core.EventInput {
 		return core.EventInput{MessageID: st.MessageID, Type: core.EventStdout, CreatedAt: time.Now(),

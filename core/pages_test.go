@@ -16,10 +16,7 @@ import (
 func TestEventPagesAreBoundedInBytes(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
-	st, err := h.svc.StartSession(ctx, h.actor, core.StartSessionInput{CodeAgentID: h.agent.ID, Prompt: "x"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := h.start(t)
 	big, _ := json.Marshal(map[string]string{"line": strings.Repeat("x", 3<<20)})
 	small := json.RawMessage(`{"line":"s"}`)
 	var in []core.EventInput

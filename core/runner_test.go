@@ -91,6 +91,16 @@ type harness struct {
 	agent  core.CodeAgent
 }
 
+// start starts a session of the harness's template with a one-word prompt.
+func (h *harness) start(t testing.TB) core.StartResult {
+	t.Helper()
+	st, err := h.svc.StartSession(context.Background(), h.actor, core.StartSessionInput{CodeAgentID: h.agent.ID, Prompt: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
 func newHarness(t testing.TB) *harness {
 	t.Helper()
 	dbPath := filepath.Join(t.TempDir(), "flapjack.db")
@@ -394,14 +404,11 @@ func TestServiceConcurrentCancelsOneWins(t *testing.T) {
 func TestServiceRefusesWhenRuntimeNotReady(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
-	st, err := h.svc.StartSession(ctx, h.actor, core.StartSessionInput{CodeAgentID: h.agent.ID, Prompt: "x"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := h.start(t)
 	h.rt.mu.Lock()
 	h.rt.notReady = errors.New("no local agent command is configured")
 	h.rt.mu.Unlock()
-	_, err = h.svc.StartSession(ctx, h.actor, core.StartSessionInput{CodeAgentID: h.agent.ID, Prompt: "x"})
+	_, err := h.svc.StartSession(ctx, h.actor, core.StartSessionInput{CodeAgentID: h.agent.ID, Prompt: "x"})
 	if e := core.AsError(err); e == nil || e.Code != core.CodeValidation || e.Field != "runtime" {
 		t.Errorf("start on a runtime that is not ready = %v, want VALIDATION_ERROR on runtime", err)
 	}

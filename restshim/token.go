@@ -26,10 +26,13 @@ const (
 	displayChars = 6
 )
 
+// tokenAlphabet is lower-case base32.
+const tokenAlphabet = "abcdefghijklmnopqrstuvwxyz234567"
+
 // tokenEncoding is lower-case base32 without padding: easy to read, no
 // characters that need quoting in a shell or a URL.
 func tokenEncoding() *base32.Encoding {
-	return base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+	return base32.NewEncoding(tokenAlphabet).WithPadding(base32.NoPadding)
 }
 
 // MintedToken is a new token: the plaintext, shown to its owner once, and
@@ -55,11 +58,10 @@ func NewToken() MintedToken {
 // tokenEncoding's 8 for its 4 bytes and a zero byte. It is worked out here,
 // not by that encoding, because every request checks one.
 func checksum(s string) string {
-	const alphabet = "abcdefghijklmnopqrstuvwxyz234567"
 	v := uint64(crc32.ChecksumIEEE([]byte(s))) << 8 // 40 bits
 	var out [tokenCheck]byte
 	for i := range out {
-		out[i] = alphabet[v>>(35-5*i)&31]
+		out[i] = tokenAlphabet[v>>(35-5*i)&31]
 	}
 	return string(out[:])
 }

@@ -33,11 +33,8 @@ func isClosed(ch <-chan struct{}) bool {
 // header poller; stopping a watch releases it.
 func TestWatchWakesOnItsSessionsCommit(t *testing.T) {
 	ctx := context.Background()
-	s, path := newStore(t)
-	o := mustOwner(t, s)
-	a, b := testSession(o.OrgID, "ca", 1), testSession(o.OrgID, "ca", 2)
-	createSession(t, s, a)
-	createSession(t, s, b)
+	s, path, ss := withSessions(t, 2)
+	a, b := ss[0], ss[1]
 
 	chA, stopA := s.Watch(a.ID)
 	chB, stopB := s.Watch(b.ID)
@@ -48,7 +45,7 @@ func TestWatchWakesOnItsSessionsCommit(t *testing.T) {
 	// Writes that touch no session wake no one, and A's commits are
 	// explained, so the poller (woken by each of them on Linux) leaves B
 	// alone too, also while it looks in the middle of a commit.
-	if err := s.InsertAgent(ctx, testAgent(o.OrgID, 3)); err != nil {
+	if err := s.InsertAgent(ctx, testAgent(a.OrgID, 3)); err != nil {
 		t.Fatal(err)
 	}
 	for range 200 {
@@ -105,11 +102,8 @@ func TestWatchWakesOnItsSessionsCommit(t *testing.T) {
 // the chain makes it unexplained.
 func TestExplainTellsOwnCommitsFromOthers(t *testing.T) {
 	ctx := context.Background()
-	s, path := newStore(t)
-	o := mustOwner(t, s)
-	a, b := testSession(o.OrgID, "ca", 1), testSession(o.OrgID, "ca", 2)
-	createSession(t, s, a)
-	createSession(t, s, b)
+	s, path, ss := withSessions(t, 2)
+	a, b := ss[0], ss[1]
 	head := func() walHeader {
 		t.Helper()
 		h, ok := s.commits.header()
@@ -128,7 +122,7 @@ func TestExplainTellsOwnCommitsFromOthers(t *testing.T) {
 	if !ok || other || !slices.Equal(sessions, []string{a.ID, b.ID, a.ID}) {
 		t.Fatalf("explain(own appends) = %v, %v, %v; want [A B A], false, true", sessions, other, ok)
 	}
-	if err := s.InsertAgent(ctx, testAgent(o.OrgID, 3)); err != nil {
+	if err := s.InsertAgent(ctx, testAgent(a.OrgID, 3)); err != nil {
 		t.Fatal(err)
 	}
 	h2 := head()
@@ -158,16 +152,9 @@ func TestExplainTellsOwnCommitsFromOthers(t *testing.T) {
 // process's commit forgets everything.
 func TestReadCacheForgetsOnlyWhatChanged(t *testing.T) {
 	ctx := context.Background()
-	s, path := newStore(t)
-	o := mustOwner(t, s)
-	a, b := testSession(o.OrgID, "ca", 1), testSession(o.OrgID, "ca", 2)
-	createSession(t, s, a)
-	createSession(t, s, b)
-	c, err := NewReadCache(s, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	s, path, ss := withSessions(t, 2)
+	a, b := ss[0], ss[1]
+	c := newCache(t, s, path, listSettle)
 	get := func(id string) core.Session {
 		t.Helper()
 		got, err := c.GetSession(ctx, id)

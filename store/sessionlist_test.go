@@ -274,34 +274,6 @@ func TestSessionListUnderConcurrentWrites(t *testing.T) {
 	wg.Wait()
 }
 
-// newCache is a ReadCache over s, closed when the test ends; settle is how
-// long it waits after another process's commit before reading the list again.
-func newCache(t *testing.T, s *Store, path string, settle time.Duration) *ReadCache {
-	t.Helper()
-	c, err := NewReadCache(s, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.settle = settle
-	return c
-}
-
-// withSessions is a new store holding n sessions of the owner's org, a
-// second apart.
-func withSessions(t *testing.T, n int) (*Store, string, []core.Session) {
-	t.Helper()
-	s, path := newStore(t)
-	o := mustOwner(t, s)
-	var out []core.Session
-	for i := range n {
-		sess := testSession(o.OrgID, "ca", i+1)
-		createSession(t, s, sess)
-		out = append(out, sess)
-	}
-	return s, path, out
-}
-
 func ids(ss []core.Session) []string {
 	out := make([]string, len(ss))
 	for i, s := range ss {
