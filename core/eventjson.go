@@ -2,7 +2,9 @@ package core
 
 import (
 	"encoding/json"
+	"slices"
 	"strconv"
+	"time"
 )
 
 // Events are the bulk of what readers fetch (a page of 200 is ~55 KB), so
@@ -14,16 +16,39 @@ import (
 
 // AppendJSON appends e as one JSON object.
 func (e Event) AppendJSON(b []byte) []byte {
+	var enc eventEncoder
+	return enc.append(b, e)
+}
+
+// eventEncoder writes events one after another, doing once what
+// neighbours share: the events of a page nearly all have the same
+// session, message, run and type (the store hands out one string for
+// each), and the same second.
+type eventEncoder struct {
+	t timeCache
+	// The last string of each field found to need no escaping.
+	session, message, run, typ string
+}
+
+func (enc *eventEncoder) append(b []byte, e Event) []byte {
 	b = append(b, `{"id":`...)
 	b = appendJSONString(b, e.ID)
 	b = append(b, `,"session_id":`...)
-	b = appendJSONString(b, e.SessionID)
+	b = appendJSONStringOnce(b, e.SessionID, &enc.session)
 	b = append(b, `,"message_id":`...)
-	b = appendJSONStringPtr(b, e.MessageID)
+	if e.MessageID == nil {
+		b = append(b, "null"...)
+	} else {
+		b = appendJSONStringOnce(b, *e.MessageID, &enc.message)
+	}
 	b = append(b, `,"cursor_run_id":`...)
-	b = appendJSONStringPtr(b, e.CursorRunID)
+	if e.CursorRunID == nil {
+		b = append(b, "null"...)
+	} else {
+		b = appendJSONStringOnce(b, *e.CursorRunID, &enc.run)
+	}
 	b = append(b, `,"event_type":`...)
-	b = appendJSONString(b, string(e.Type))
+	b = appendJSONStringOnce(b, string(e.Type), &enc.typ)
 	b = append(b, `,"payload":`...)
 	if len(e.Payload) == 0 {
 		b = append(b, "null"...)
@@ -33,46 +58,130 @@ func (e Event) AppendJSON(b []byte) []byte {
 	b = append(b, `,"seq":`...)
 	b = strconv.AppendInt(b, e.Seq, 10)
 	b = append(b, `,"created_at":"`...)
-	b = AppendTime(b, e.CreatedAt)
+	b = enc.t.append(b, e.CreatedAt)
 	return append(b, `"}`...)
+}
+
+// appendJSONStringOnce is appendJSONString that skips the check when s is
+// *plain, the last string it found plain (comparing the same string is
+// comparing two pointers), and remembers s when it is.
+func appendJSONStringOnce(b []byte, s string, plain *string) []byte {
+	if s != *plain {
+		if !plainJSON(s) {
+			return appendJSONString(b, s)
+		}
+		*plain = s
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// size is at least the length of e's JSON when its strings need no
+// escaping: what a buffer for it should hold.
+func (e Event) size() int {
+	n := len(`{"id":"","session_id":"","message_id":null,"cursor_run_id":null,"event_type":"","payload":,"seq":,"created_at":""}`) +
+		len(e.ID) + len(e.SessionID) + len(e.Type) + len(e.Payload) + 20 + len("2006-01-02T15:04:05.000Z")
+	if e.MessageID != nil {
+		n += len(*e.MessageID)
+	}
+	if e.CursorRunID != nil {
+		n += len(*e.CursorRunID)
+	}
+	return n
 }
 
 // MarshalJSON writes an Event with its time in TimeFormat.
 func (e Event) MarshalJSON() ([]byte, error) {
-	return e.AppendJSON(make([]byte, 0, 160+len(e.Payload))), nil
+	return e.AppendJSON(make([]byte, 0, e.size())), nil
 }
 
-// MarshalJSON writes the page in one buffer.
-func (p EventPage) MarshalJSON() ([]byte, error) {
+// AppendJSON appends the page as one JSON object.
+func (p EventPage) AppendJSON(b []byte) []byte {
 	size := 32
 	for _, e := range p.Events {
-		size += 160 + len(e.Payload)
+		size += e.size() + 1
 	}
-	b := append(make([]byte, 0, size), `{"events":[`...)
+	b = slices.Grow(b, size)
+	b = append(b, `{"events":[`...)
+	var enc eventEncoder
 	for i, e := range p.Events {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = e.AppendJSON(b)
+		b = enc.append(b, e)
 	}
 	b = append(b, `],"last_seq":`...)
 	b = strconv.AppendInt(b, p.LastSeq, 10)
-	return append(b, '}'), nil
+	return append(b, '}')
+}
+
+// MarshalJSON writes the page in one buffer.
+func (p EventPage) MarshalJSON() ([]byte, error) {
+	return p.AppendJSON(nil), nil
+}
+
+// timeCache writes times in TimeFormat, formatting the date and time of
+// day once per second: the events of a page nearly all share theirs with
+// the one before.
+type timeCache struct {
+	sec    int64
+	prefix []byte // "2006-01-02T15:04:05." of sec; nil: none yet
+	buf    [20]byte
+}
+
+func (c *timeCache) append(b []byte, t time.Time) []byte {
+	sec := t.Unix()
+	if c.prefix == nil || sec != c.sec {
+		full := AppendTime(c.buf[:0], t.Truncate(time.Second))
+		if len(full) != len("2006-01-02T15:04:05.000Z") {
+			return AppendTime(b, t) // a year RFC 3339 cannot hold
+		}
+		c.sec, c.prefix = sec, full[:20]
+	}
+	b = append(b, c.prefix...)
+	b = appendDigits(b, t.Nanosecond()/1e6, 3)
+	return append(b, 'Z')
 }
 
 // appendJSONString appends s as a JSON string, escaped as encoding/json
 // escapes it (HTML characters included); ids and event types, nearly
 // always plain, take the short path.
 func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s) // a string always marshals
-			return append(b, q...)
-		}
+	if !plainJSON(s) {
+		q, _ := json.Marshal(s) // a string always marshals
+		return append(b, q...)
 	}
 	b = append(b, '"')
 	b = append(b, s...)
 	return append(b, '"')
+}
+
+// plainJSON reports whether s is written in JSON as it is, between quotes:
+// printable ASCII but the quote, the backslash and the three characters
+// encoding/json escapes for HTML. It looks at eight bytes at a time (a
+// byte is flagged when it is 0x80 or more, below 0x20, or equal to one of
+// the five), since ids are most of what a page of events writes.
+func plainJSON(s string) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	// zero has the high bit of each byte of x that may be zero set, and
+	// one at least if any byte is.
+	zero := func(x uint64) uint64 { return (x - ones) & ^x & highs }
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		if x&highs|(x-0x20*ones)&^x&highs|
+			zero(x^'"'*ones)|zero(x^'\\'*ones)|zero(x^'<'*ones)|zero(x^'>'*ones)|zero(x^'&'*ones) != 0 {
+			return false
+		}
+	}
+	for ; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 func appendJSONStringPtr(b []byte, s *string) []byte {

@@ -94,3 +94,75 @@ func TestEventJSONMatchesTheTags(t *testing.T) {
 		t.Fatalf("empty page = %s", empty)
 	}
 }
+
+// TestEventPageJSONIsEncodingJSONs: a page is written byte for byte as
+// encoding/json writes its events, for ids that carry one character that
+// must be escaped at any offset of an eight-byte word (every control
+// character, quote, backslash, HTML character and non-ASCII byte), for
+// neighbours that share their strings (as the store hands them out) or
+// only equal them, and for times within a second, across seconds, before
+// 1970 and in years RFC 3339 cannot hold.
+func TestEventPageJSONIsEncodingJSONs(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	var specials []byte
+	for c := range 256 {
+		if c < 0x20 || c >= 0x80 || strings.ContainsRune(`"\<>&`, rune(c)) {
+			specials = append(specials, byte(c))
+		}
+	}
+	word := func() string {
+		b := []byte(strings.Repeat("abcdefgh", 4)[:1+r.IntN(30)])
+		if r.IntN(3) > 0 {
+			b[r.IntN(len(b))] = specials[r.IntN(len(specials))]
+		}
+		return string(b)
+	}
+	shared := word()
+	base := time.Date(2026, 12, 4, 5, 59, 59, 0, time.UTC)
+	var page core.EventPage
+	for i := range 2000 {
+		msg := shared
+		if r.IntN(3) == 0 {
+			msg = word()
+		} else if r.IntN(2) == 0 {
+			msg = strings.Clone(shared) // equal, not the same string
+		}
+		e := core.Event{ID: word(), SessionID: shared, MessageID: &msg, CursorRunID: &shared, Type: core.EventType(word()),
+			Payload: json.RawMessage(`{"n":1}`), Seq: int64(i), CreatedAt: base.Add(time.Duration(r.IntN(3000)) * time.Millisecond)}
+		switch r.IntN(20) {
+		case 0:
+			e.CreatedAt = time.UnixMilli(-r.Int64N(1e12)) // before 1970
+		case 1:
+			e.CreatedAt = time.Date(10000+r.IntN(100), 1, 1, 0, 0, 0, 0, time.UTC)
+		case 2:
+			e.MessageID, e.CursorRunID = nil, nil
+		}
+		page.Events = append(page.Events, e)
+	}
+	raw, err := page.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back struct{ Events []json.RawMessage }
+	if err := json.Unmarshal(raw, &back); err != nil || len(back.Events) != len(page.Events) {
+		t.Fatalf("page decodes to %d events (%v)", len(back.Events), err)
+	}
+	for i, e := range page.Events {
+		want, err := json.Marshal(struct {
+			ID          string          `json:"id"`
+			SessionID   string          `json:"session_id"`
+			MessageID   *string         `json:"message_id"`
+			CursorRunID *string         `json:"cursor_run_id"`
+			Type        core.EventType  `json:"event_type"`
+			Payload     json.RawMessage `json:"payload"`
+			Seq         int64           `json:"seq"`
+			CreatedAt   string          `json:"created_at"`
+		}{e.ID, e.SessionID, e.MessageID, e.CursorRunID, e.Type, e.Payload, e.Seq, e.CreatedAt.UTC().Format(core.TimeFormat)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(back.Events[i]) != string(want) {
+			t.Fatalf("event %d:\n got %q\nwant %q", i, back.Events[i], want)
+		}
+	}
+}

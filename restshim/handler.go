@@ -70,6 +70,9 @@ type Handler struct {
 	mcp       *mcpEndpoint
 	// web holds the dashboard's sign-ins (dashboard.go).
 	web *webSessions
+	// bufs holds *[]byte for answers that append their own JSON, so a
+	// page of events (~55 KB) is not a fresh allocation per request.
+	bufs sync.Pool
 }
 
 // New returns the API over svc; auth resolves bearer tokens.
@@ -147,6 +150,10 @@ func (h *Handler) api(rt Route, fn apiFunc) {
 		status, body, err := fn(w, r, a)
 		if err != nil {
 			h.writeError(w, r, err)
+			return
+		}
+		if ap, ok := body.(jsonAppender); ok {
+			h.writeAppended(w, status, ap)
 			return
 		}
 		writeJSON(w, status, body)
@@ -302,10 +309,7 @@ type streamedArray[T any] func(yield func(T) bool) error
 // the connection is cut instead: the client sees a broken body, never a
 // short list that looks whole.
 func (s streamedArray[T]) writeStream(w http.ResponseWriter) {
-	hdr := w.Header()
-	hdr.Set("Content-Type", "application/json")
-	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("X-Content-Type-Options", "nosniff")
+	setJSONHeaders(w.Header())
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, 32<<10)
 	sep := byte('[')
@@ -350,6 +354,34 @@ type jsonAppender interface{ AppendJSON([]byte) []byte }
 // streamer is an answer that writes itself.
 type streamer interface{ writeStream(w http.ResponseWriter) }
 
+// writeAppended answers with v's own JSON, written into a pooled buffer.
+func (h *Handler) writeAppended(w http.ResponseWriter, status int, v jsonAppender) {
+	bp, _ := h.bufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	b := append(v.AppendJSON((*bp)[:0]), '\n')
+	setJSONHeaders(w.Header())
+	w.WriteHeader(status)
+	w.Write(b)
+	if cap(b) <= maxPooledBuffer {
+		*bp = b
+		h.bufs.Put(bp)
+	}
+}
+
+// maxPooledBuffer is the largest buffer kept for the next answer: a rare
+// huge page (up to core.MaxEventPageBytes) is let go, not held forever.
+const maxPooledBuffer = 1 << 20
+
+// setJSONHeaders sets what every JSON answer carries. API answers hold
+// private data, so no cache may keep them.
+func setJSONHeaders(hdr http.Header) {
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+}
+
 // writeJSON answers with v as JSON. API answers hold private data, so no
 // cache may keep them.
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -370,10 +402,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		status = http.StatusInternalServerError
 		b, _ = json.Marshal(errorBody{Error: errorDetail{Code: string(core.CodeInternal), Message: "internal error"}})
 	}
-	hdr := w.Header()
-	hdr.Set("Content-Type", "application/json")
-	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("X-Content-Type-Options", "nosniff")
+	setJSONHeaders(w.Header())
 	w.WriteHeader(status)
 	w.Write(append(b, '\n'))
 }
