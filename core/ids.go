@@ -56,3 +56,29 @@ func (SystemClock) Now() time.Time { return time.Now().UTC().Truncate(time.Milli
 func EventID(sessionID string, seq int64) string {
 	return PrefixEvent + strings.TrimPrefix(sessionID, PrefixSession) + "-" + strconv.FormatInt(seq, 10)
 }
+
+// SetEventIDs gives every event of one session that has no id its EventID,
+// all of them sharing one string: a page of 200 events is then one
+// allocation for its ids, not 200.
+func SetEventIDs(sessionID string, evs []Event) {
+	prefix := PrefixEvent + strings.TrimPrefix(sessionID, PrefixSession) + "-"
+	var all strings.Builder
+	all.Grow(len(evs) * (len(prefix) + 8))
+	ends := make([]int, len(evs))
+	var digits [20]byte
+	for i, e := range evs {
+		if e.ID == "" {
+			all.WriteString(prefix)
+			all.Write(strconv.AppendInt(digits[:0], e.Seq, 10))
+		}
+		ends[i] = all.Len()
+	}
+	ids := all.String()
+	start := 0
+	for i := range evs {
+		if ends[i] > start {
+			evs[i].ID = ids[start:ends[i]]
+		}
+		start = ends[i]
+	}
+}

@@ -3,7 +3,6 @@ package mcp_test
 import (
 	"context"
 	crand "crypto/rand"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -29,7 +28,7 @@ func BenchmarkListEventsOfMillion(b *testing.B) {
 	dbPath := filepath.Join(b.TempDir(), "flapjack.db")
 	m := newBenchMCP(b, dbPath)
 	svc, actor, started, cs := m.svc, m.actor, m.started, m.cs
-	bulkInsert(b, dbPath, started.SessionID, started.MessageID, total)
+	bulkInsert(b, m.st, started.SessionID, started.MessageID, total-2)
 
 	var svcTook []time.Duration
 	for range 200 {
@@ -110,25 +109,20 @@ func newBenchMCP(b *testing.B, dbPath string) *benchMCP {
 	return &benchMCP{st: st, svc: svc, actor: actor, started: started, cs: cs}
 }
 
-// bulkInsert fills a session's log inside SQLite with a recursive CTE: building
-// a million rows from Go would dominate the benchmark's set-up.
-func bulkInsert(b *testing.B, dbPath, sessionID, messageID string, n int) {
+// bulkInsert appends n events to a session through the store, in batches of
+// 10,000: the log of a long-running agent, built in seconds.
+func bulkInsert(b testing.TB, st core.Store, sessionID, messageID string, n int) {
 	b.Helper()
-	db, err := sql.Open("sqlite", "file:"+dbPath+"?_pragma=busy_timeout(10000)")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	now := time.Now().UnixMilli()
-	payload := `{"text":"Looking at src/auth.ts to find where the JWT expiry is computed."}`
-	_, err = db.Exec(fmt.Sprintf(`
-		WITH RECURSIVE seqs(x) AS (SELECT 3 UNION ALL SELECT x + 1 FROM seqs WHERE x < %d)
-		INSERT INTO events (session_id, seq, id, message_id, cursor_run_id, event_type, payload, created_at)
-		SELECT ?1, x, printf('evt-bench%%011d', x), ?2, 'run-1', 'assistant', ?3, ?4 + x FROM seqs;
-		UPDATE sessions SET last_event_seq = %d WHERE id = ?1;`, n, n),
-		sessionID, messageID, payload, now)
-	if err != nil {
-		b.Fatal(err)
+	payload := json.RawMessage(`{"text":"Looking at src/auth.ts to find where the JWT expiry is computed."}`)
+	batch := make([]core.EventInput, 0, 10_000)
+	for done := 0; done < n; done += len(batch) {
+		batch = batch[:0]
+		for len(batch) < cap(batch) && done+len(batch) < n {
+			batch = append(batch, core.EventInput{MessageID: messageID, CursorRunID: "run-1", Type: core.EventAssistant, Payload: payload})
+		}
+		if _, err := st.AppendEvents(context.Background(), sessionID, batch); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 

@@ -2,7 +2,6 @@ package restshim
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -151,7 +150,7 @@ func BenchmarkGetSessionVsFloor(b *testing.B) {
 func BenchmarkEventsPage(b *testing.B) {
 	const total, clients, perRound, rounds = 1_000_000, 4, 2000, 3
 	bs := newBenchServer(b)
-	seedEvents(b, bs, total)
+	seedEvents(b, bs.st, bs.started.SessionID, bs.started.MessageID, total-2) // after the start's two
 	base := bs.srv.URL + "/api/code-sessions/" + bs.started.SessionID + "/events?limit=200&since="
 	floor, page := floorServer(b, base+"500000", bs.token.Token)
 	var probe core.EventPage
@@ -229,24 +228,20 @@ func writeEvents(b *testing.B, bs *benchServer, n, perSecond int) (stop func()) 
 	return func() { cancel(); wg.Wait() }
 }
 
-// seedEvents fills the bench session's log inside SQLite (a recursive CTE):
-// building a million events from Go would dominate the set-up.
-func seedEvents(b *testing.B, bs *benchServer, n int) {
-	db, err := sql.Open("sqlite", "file:"+bs.dbPath+"?_pragma=busy_timeout(10000)")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	payload := `{"text":"Looking at src/auth.ts to find where the JWT expiry is computed."}`
-	_, err = db.Exec(fmt.Sprintf(`
-		WITH RECURSIVE seqs(x) AS (SELECT 3 UNION ALL SELECT x + 1 FROM seqs WHERE x < %d)
-		INSERT INTO events (session_id, seq, message_id, cursor_run_id, event_type, payload, created_at)
-		SELECT ?1, x, ?2, 'run-1', 'assistant', ?3, ?4 + x FROM seqs;
-		UPDATE sessions SET last_event_seq = %d WHERE id = ?1;
-		UPDATE messages SET first_event_seq = 1, last_event_seq = %d WHERE id = ?2;`, n, n, n),
-		bs.started.SessionID, bs.started.MessageID, payload, time.Now().UnixMilli())
-	if err != nil {
-		b.Fatal(err)
+// seedEvents appends n events to a session through the store, in batches of
+// 10,000: the log of a long-running agent, built in seconds.
+func seedEvents(b testing.TB, st core.Store, sessionID, messageID string, n int) {
+	b.Helper()
+	payload := json.RawMessage(`{"text":"Looking at src/auth.ts to find where the JWT expiry is computed."}`)
+	batch := make([]core.EventInput, 0, 10_000)
+	for done := 0; done < n; done += len(batch) {
+		batch = batch[:0]
+		for len(batch) < cap(batch) && done+len(batch) < n {
+			batch = append(batch, core.EventInput{MessageID: messageID, CursorRunID: "run-1", Type: core.EventAssistant, Payload: payload})
+		}
+		if _, err := st.AppendEvents(context.Background(), sessionID, batch); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 

@@ -86,10 +86,6 @@ func (s *Store) appendEvents(ctx context.Context, tx *sql.Tx, sessionID string, 
 	if err != nil {
 		return nil, err
 	}
-	insertStmt, err := s.stmts.get(ctx, insertEventSQL)
-	if err != nil {
-		return nil, err
-	}
 	var last int64
 	err = tx.StmtContext(ctx, advance).QueryRowContext(ctx, len(in), created[len(in)-1], position, position, sessionID).Scan(&last)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -99,16 +95,13 @@ func (s *Store) appendEvents(ctx context.Context, tx *sql.Tx, sessionID string, 
 		return nil, err
 	}
 	last -= int64(len(in)) // the seq before the batch
-	insert := tx.StmtContext(ctx, insertStmt)
 	for i, e := range in {
-		payload := payloads[i]
-		last++
 		ev := core.Event{
-			ID:        core.EventID(sessionID, last),
+			ID:        core.EventID(sessionID, last+1+int64(i)),
 			SessionID: sessionID,
 			Type:      e.Type,
-			Payload:   json.RawMessage(payload),
-			Seq:       last,
+			Payload:   json.RawMessage(payloads[i]),
+			Seq:       last + 1 + int64(i),
 			CreatedAt: fromMS(created[i]),
 		}
 		if e.MessageID != "" {
@@ -117,12 +110,10 @@ func (s *Store) appendEvents(ctx context.Context, tx *sql.Tx, sessionID string, 
 		if e.CursorRunID != "" {
 			ev.CursorRunID = &e.CursorRunID
 		}
-		_, err := insert.ExecContext(ctx, sessionID, ev.Seq, emptyNull(e.MessageID),
-			emptyNull(e.CursorRunID), string(e.Type), string(payload), created[i])
-		if err != nil {
-			return nil, fmt.Errorf("event seq %d: %w", ev.Seq, err)
-		}
 		out = append(out, ev)
+	}
+	if err := s.writeBlocks(ctx, tx, sessionID, last+1, in, payloads, created); err != nil {
+		return nil, err
 	}
 	// Each message's range grows to cover its new events (a batch is
 	// nearly always one message's, so this is one statement).
@@ -150,10 +141,6 @@ func (s *Store) appendEvents(ctx context.Context, tx *sql.Tx, sessionID string, 
 }
 
 const (
-	// id stays NULL: it is derived from the seq (core.EventID).
-	insertEventSQL = `INSERT INTO events
-		(session_id, seq, message_id, cursor_run_id, event_type, payload, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`
 	// advanceSessionSQL moves the counters by a batch of ? events and
 	// returns the new last seq.
 	advanceSessionSQL = `UPDATE sessions SET last_event_seq = last_event_seq + ?, last_event_at = ?,
@@ -163,41 +150,131 @@ const (
 		WHERE id = ? AND session_id = ?`
 )
 
-// The keyset reads of ListEvents; TestQueryPlans holds them to the primary
-// key. A message's events lie between the first and last seq its row
-// records (other events may be between them), so that read is one bounded
-// range scan too.
+// The block statements (eventblocks.go); TestQueryPlans holds them to the
+// (session_id, last_seq) index. The block holding seq since+1 is the first
+// whose last_seq passes since, so a page costs the same at any depth. A
+// message's events lie between the first and last seq its row records
+// (other events may be between them), so its read is one bounded range too:
+// as no block holds more than maxBlockEvents, none that starts at or before
+// the message's last seq ends maxBlockEvents after it.
 const (
-	listEventsSQL = `SELECT seq, id, message_id, cursor_run_id, event_type, payload, created_at
-		FROM events WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?`
-	listMessageEventsSQL = `SELECT seq, id, message_id, cursor_run_id, event_type, payload, created_at
-		FROM events WHERE session_id = ?1 AND message_id = ?2
-		AND seq > MAX(?3, COALESCE((SELECT first_event_seq - 1 FROM messages WHERE id = ?2 AND session_id = ?1), ` + maxInt64 + `))
-		AND seq <= COALESCE((SELECT last_event_seq FROM messages WHERE id = ?2 AND session_id = ?1), 0)
-		ORDER BY seq LIMIT ?4`
+	lastBlockSQL = `SELECT rowid, last_seq, body FROM event_blocks
+		WHERE session_id = ? ORDER BY last_seq DESC LIMIT 1`
+	insertBlockSQL = `INSERT INTO event_blocks (session_id, first_seq, last_seq, body) VALUES (?, ?, ?, ?)`
+	updateBlockSQL = `UPDATE event_blocks SET last_seq = ?, body = ? WHERE rowid = ?`
+	listEventsSQL  = `SELECT first_seq, body FROM event_blocks
+		WHERE session_id = ? AND last_seq > ? ORDER BY last_seq`
+	listMessageEventsSQL = `SELECT first_seq, body FROM event_blocks
+		WHERE session_id = ?1
+		AND last_seq > MAX(?2, COALESCE((SELECT first_event_seq - 1 FROM messages WHERE id = ?3 AND session_id = ?1), ` + maxInt64 + `))
+		AND first_seq <= COALESCE((SELECT last_event_seq FROM messages WHERE id = ?3 AND session_id = ?1), 0)
+		AND last_seq < COALESCE((SELECT last_event_seq FROM messages WHERE id = ?3 AND session_id = ?1), 0) + ` + maxBlockEventsSQL + `
+		ORDER BY last_seq`
 	maxInt64 = "9223372036854775807"
+	// A block ending at or past the message's last seq plus this starts
+	// after it: the bound that keeps that read on the index.
+	maxBlockEventsSQL = "128"
 )
 
-// ListEvents reads by keyset on the (session_id, seq) primary key, with a
-// MessageID within that message's range, so a page costs the same at any
-// depth.
-// A Limit of zero or less means no limit.
-func (s *Store) ListEvents(ctx context.Context, q core.EventQuery) ([]core.Event, error) {
-	limit := int64(q.Limit)
-	if limit <= 0 {
-		limit = -1 // SQLite: no limit
+// writeBlocks stores the batch's events, the first with seq first: into the
+// session's last block while it has room and ends just before first, then
+// into new blocks.
+func (s *Store) writeBlocks(ctx context.Context, tx *sql.Tx, sessionID string, first int64, in []core.EventInput, payloads [][]byte, created []int64) error {
+	lastStmt, err := s.stmts.get(ctx, lastBlockSQL)
+	if err != nil {
+		return err
 	}
+	var (
+		w       blockWriter
+		rowid   int64 // of the block w continues; 0: a new one
+		wFirst  = first
+		lastSeq int64
+		body    []byte
+	)
+	switch err := tx.StmtContext(ctx, lastStmt).QueryRowContext(ctx, sessionID).Scan(&rowid, &lastSeq, &body); {
+	case errors.Is(err, sql.ErrNoRows):
+		rowid = 0
+	case err != nil:
+		return err
+	case lastSeq != first-1:
+		rowid = 0 // not contiguous (never so from appends): start afresh
+	default:
+		// The writer goes on from the block's last record; a block that
+		// does not parse (damaged outside flapjack) is left as it is and
+		// the batch starts a new one, so the damage stays in that block.
+		r := blockReader{body: body}
+		for {
+			_, ok, err := r.next()
+			if err != nil {
+				rowid = 0
+				break
+			}
+			if !ok {
+				w = blockWriter{body: body, count: r.n, last: r.last}
+				wFirst = lastSeq - int64(r.n) + 1
+				break
+			}
+		}
+	}
+	flush := func(last int64) error {
+		var st string
+		var args []any
+		if rowid != 0 {
+			st, args = updateBlockSQL, []any{last, w.body, rowid}
+		} else {
+			st, args = insertBlockSQL, []any{sessionID, wFirst, last, w.body}
+		}
+		prepared, err := s.stmts.get(ctx, st)
+		if err != nil {
+			return err
+		}
+		_, err = tx.StmtContext(ctx, prepared).ExecContext(ctx, args...)
+		return err
+	}
+	for i, e := range in {
+		seq := first + int64(i)
+		if !w.fits(len(payloads[i])) {
+			if err := flush(seq - 1); err != nil {
+				return err
+			}
+			w, rowid, wFirst = blockWriter{}, 0, seq
+		}
+		w.add(record{
+			created:   created[i],
+			typ:       []byte(e.Type),
+			messageID: nonEmpty(e.MessageID),
+			runID:     nonEmpty(e.CursorRunID),
+			payload:   payloads[i],
+		})
+	}
+	return flush(first + int64(len(in)) - 1)
+}
+
+// nonEmpty is s as bytes, nil when empty (an absent id).
+func nonEmpty(s string) []byte {
+	if s == "" {
+		return nil
+	}
+	return []byte(s)
+}
+
+// ListEvents reads the blocks from the one holding seq Since+1 on (by
+// keyset on their last seq), so a page costs the same at any depth; with a
+// MessageID, within that message's range. A Limit of zero or less means no
+// limit.
+func (s *Store) ListEvents(ctx context.Context, q core.EventQuery) ([]core.Event, error) {
+	limit := int64(max(q.Limit, 0))
 	var rows *sql.Rows
 	var err error
 	if q.MessageID == "" {
 		var st *sql.Stmt
 		if st, err = s.stmts.get(ctx, listEventsSQL); err == nil {
-			rows, err = st.QueryContext(ctx, q.SessionID, q.Since, limit)
+			rows, err = st.QueryContext(ctx, q.SessionID, q.Since)
 		}
 	} else {
 		var st *sql.Stmt
 		if st, err = s.stmts.get(ctx, listMessageEventsSQL); err == nil {
-			rows, err = st.QueryContext(ctx, q.SessionID, q.MessageID, q.Since, limit)
+			rows, err = st.QueryContext(ctx, q.SessionID, q.Since, q.MessageID)
 		}
 	}
 	if err != nil {
@@ -205,33 +282,73 @@ func (s *Store) ListEvents(ctx context.Context, q core.EventQuery) ([]core.Event
 	}
 	defer rows.Close()
 	out := []core.Event{}
-	if q.Limit > 0 {
-		out = make([]core.Event, 0, min(q.Limit, 1000))
+	if limit > 0 {
+		out = make([]core.Event, 0, min(limit, 1000))
 	}
-	size := 0
+	var (
+		size               int
+		typ                core.EventType
+		msgID, runID       *string
+		msgBytes, runBytes []byte
+	)
+	// Neighbours nearly always share type, message and run: each string is
+	// made once and shared by the events that repeat it.
+	intern := func(b []byte, last *[]byte, s **string) *string {
+		if b == nil {
+			return nil
+		}
+		if *s == nil || string(b) != string(*last) {
+			v := string(b)
+			*s, *last = &v, b
+		}
+		return *s
+	}
+blocks:
 	for rows.Next() {
-		var (
-			e                core.Event
-			id, msgID, runID sql.NullString
-			typ, payload     string
-			created          int64
-		)
-		if err := rows.Scan(&e.Seq, &id, &msgID, &runID, &typ, &payload, &created); err != nil {
+		var first int64
+		var body []byte
+		if err := rows.Scan(&first, &body); err != nil {
 			return nil, wrap("list events", err)
 		}
-		e.ID = id.String
-		if !id.Valid {
-			e.ID = core.EventID(q.SessionID, e.Seq)
+		r := blockReader{body: body}
+		for seq := first; ; seq++ {
+			rec, ok, err := r.next()
+			if err != nil {
+				return nil, wrap("list events", fmt.Errorf("session %s, block from %d: %w", q.SessionID, first, err))
+			}
+			if !ok {
+				break
+			}
+			if seq <= q.Since || (q.MessageID != "" && string(rec.messageID) != q.MessageID) {
+				continue
+			}
+			if string(rec.typ) != string(typ) {
+				typ = core.EventType(rec.typ)
+			}
+			e := core.Event{
+				SessionID:   q.SessionID,
+				MessageID:   intern(rec.messageID, &msgBytes, &msgID),
+				CursorRunID: intern(rec.runID, &runBytes, &runID),
+				Type:        typ,
+				Payload:     json.RawMessage(rec.payload),
+				Seq:         seq,
+				CreatedAt:   fromMS(rec.created),
+			}
+			if rec.id != nil {
+				e.ID = string(rec.id) // else set by SetEventIDs
+			}
+			if size += len(rec.payload); q.MaxBytes > 0 && size > q.MaxBytes && len(out) > 0 {
+				break blocks // the page is full; no more blocks are read
+			}
+			out = append(out, e)
+			if limit > 0 && int64(len(out)) == limit {
+				break blocks
+			}
 		}
-		e.SessionID = q.SessionID
-		e.MessageID, e.CursorRunID = strPtr(msgID), strPtr(runID)
-		e.Type = core.EventType(typ)
-		e.Payload = json.RawMessage(payload)
-		e.CreatedAt = fromMS(created)
-		if size += len(payload); q.MaxBytes > 0 && size > q.MaxBytes && len(out) > 0 {
-			break // the page is full; no more rows are read
-		}
-		out = append(out, e)
 	}
-	return out, wrap("list events", rows.Err())
+	if err := rows.Err(); err != nil {
+		return nil, wrap("list events", err)
+	}
+	core.SetEventIDs(q.SessionID, out)
+	return out, nil
 }

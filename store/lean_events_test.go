@@ -12,10 +12,12 @@ import (
 	"github.com/flapjack-dev/flapjack/core"
 )
 
-// TestLeanEventsMigration: a database made by the previous schema (events
-// with their id and message indexes) is brought up to date at open: every
-// event keeps its id, seq and payload, a message's events are found by its
-// range, and appends go on from there.
+// TestLeanEventsMigration: a database made by the schema of migration 8
+// (a row per event, with its id and message indexes) is brought up to date
+// at open, through 0009 (message ranges) and 0010 (events packed into
+// blocks): every event keeps its id, seq, type, message, run, time and
+// payload, a message's events are found by its range, and appends go on
+// from there.
 func TestLeanEventsMigration(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "flapjack.db")
@@ -60,16 +62,48 @@ func TestLeanEventsMigration(t *testing.T) {
 		mustExec(`INSERT INTO events (session_id, seq, id, message_id, event_type, payload, created_at) VALUES ('cs-a', ?, ?, ?, 'stdout', ?, ?)`,
 			seq, id, msg, `{"n":`+strconv.FormatInt(seq, 10)+`}`, seq)
 	}
+	// A second session, long enough to fill blocks, with a gap in its seqs
+	// (none of flapjack's making; a hand-edited file may have one).
+	mustExec(`INSERT INTO sessions (id, org_id, code_agent_id, repo_url, starting_ref, status, model_id,
+		auto_create_pr, work_on_current_branch, skip_reviewer_request, runtime, preamble, created_by, created_at, last_event_seq)
+		VALUES ('cs-b', 'org-a', 'ca-a', 'r', 'main', 'finished', 'auto', 0, 0, 0, 'local', '', 'u', 2, 300)`)
+	for seq := int64(1); seq <= 300; seq++ {
+		if seq == 151 {
+			continue
+		}
+		mustExec(`INSERT INTO events (session_id, seq, id, message_id, cursor_run_id, event_type, payload, created_at) VALUES ('cs-b', ?, ?, NULL, 'run-b', ?, '{}', ?)`,
+			seq, "evt-b"+strconv.FormatInt(seq, 10), []string{"stdout", "assistant"}[seq%2], 1000+seq)
+	}
 	old.Close()
 
 	s := openAt(t, path)
 	if v := userVersion(t, s); v != len(ms) {
 		t.Fatalf("user_version %d after open, want %d", v, len(ms))
 	}
-	var indexes int
-	s.db.QueryRow(`SELECT COUNT(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'events'`).Scan(&indexes)
-	if indexes != 0 {
-		t.Errorf("events still has %d secondary indexes", indexes)
+	var tables int
+	s.db.QueryRow(`SELECT COUNT(*) FROM sqlite_schema WHERE tbl_name = 'events'`).Scan(&tables)
+	if tables != 0 {
+		t.Errorf("the events table or its indexes remain (%d) after packing into blocks", tables)
+	}
+	b, err := s.ListEvents(ctx, core.EventQuery{SessionID: "cs-b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != 299 {
+		t.Fatalf("cs-b has %d events after the migration, want 299", len(b))
+	}
+	for i, e := range b {
+		seq := int64(i + 1)
+		if seq >= 151 {
+			seq++
+		}
+		if e.Seq != seq || e.ID != "evt-b"+strconv.FormatInt(seq, 10) || e.MessageID != nil || *e.CursorRunID != "run-b" ||
+			string(e.Type) != []string{"stdout", "assistant"}[seq%2] || e.CreatedAt.UnixMilli() != 1000+seq {
+			t.Fatalf("cs-b's event %d after the migration: %+v", seq, e)
+		}
+	}
+	if page, err := s.ListEvents(ctx, core.EventQuery{SessionID: "cs-b", Since: 149, Limit: 3}); err != nil || len(page) != 3 || page[1].Seq != 152 {
+		t.Errorf("the page across the gap: %+v, %v", page, err)
 	}
 	all, err := s.ListEvents(ctx, core.EventQuery{SessionID: "cs-a"})
 	if err != nil {

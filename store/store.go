@@ -193,6 +193,18 @@ type migration struct {
 	version int
 	name    string
 	sql     string
+	// then, if set, runs after sql in the same transaction: a step SQL
+	// cannot express.
+	then func(context.Context, *sql.Tx) error
+}
+
+// migrationStep is the Go step of migration version, if it has one.
+func migrationStep(version int) func(context.Context, *sql.Tx) error {
+	switch version {
+	case 10:
+		return packEvents
+	}
+	return nil
 }
 
 // migrations reads the embedded files, which must be numbered 1, 2, 3... so a
@@ -214,7 +226,7 @@ func migrations() ([]migration, error) {
 		if err != nil {
 			return nil, err
 		}
-		ms = append(ms, migration{version: v, name: base, sql: string(body)})
+		ms = append(ms, migration{version: v, name: base, sql: string(body), then: migrationStep(v)})
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
 	for i, m := range ms {
@@ -272,6 +284,11 @@ func (s *Store) migrate(ctx context.Context) error {
 			}
 			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 				return fmt.Errorf("%s: %w", m.name, err)
+			}
+			if m.then != nil {
+				if err := m.then(ctx, tx); err != nil {
+					return fmt.Errorf("%s: %w", m.name, err)
+				}
 			}
 			// PRAGMA takes no bound parameters; the version is our own integer.
 			_, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(m.version))
