@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -269,5 +270,76 @@ func TestEventBlocksCorruptBody(t *testing.T) {
 	}
 	if evs, err := s.ListEvents(ctx, core.EventQuery{SessionID: id, Since: 2 * maxBlockEvents}); err != nil || len(evs) != 1 || evs[0].Seq != 2*maxBlockEvents+1 {
 		t.Errorf("the event appended after the damaged block: %+v, %v", evs, err)
+	}
+	// A last block that parses but holds fewer records than its seqs say
+	// is not extended either: the next events would take wrong seqs.
+	var short blockWriter
+	short.add(record{created: 1, typ: []byte("stdout"), payload: []byte(`{}`)})
+	if _, err := s.db.Exec(`UPDATE event_blocks SET body = ?, first_seq = last_seq - 1 WHERE session_id = ? AND last_seq = ?`, short.body, id, 2*maxBlockEvents+1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AppendEvents(ctx, id, batch[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if evs, err := s.ListEvents(ctx, core.EventQuery{SessionID: id, Since: 2*maxBlockEvents + 1}); err != nil || len(evs) != 1 || evs[0].Seq != 2*maxBlockEvents+2 {
+		t.Errorf("the event appended after a short block: %+v, %v", evs, err)
+	}
+}
+
+// TestMessageEventsAcrossBlocks: a message's events are found whatever
+// blocks they share with others: messages one after another (the usual
+// follow-up), a message whose last event ends a block or starts one, and
+// two messages interleaved.
+func TestMessageEventsAcrossBlocks(t *testing.T) {
+	if maxBlockEventsSQL != strconv.Itoa(maxBlockEvents) {
+		t.Fatalf("the message read bounds blocks by %s events, blocks hold %d", maxBlockEventsSQL, maxBlockEvents)
+	}
+	ctx := context.Background()
+	s, _, sessions := withSessions(t, 1)
+	id := sessions[0].ID
+	msgs, err := s.ListMessages(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := msgs[0].ID, "msg-second"
+	if _, err := s.db.Exec(`INSERT INTO messages (id, session_id, ordinal, role, prompt, status, created_at) VALUES (?, ?, 2, 'user', 'p', 'queued', 1)`, b, id); err != nil {
+		t.Fatal(err)
+	}
+	var all []core.Event
+	add := func(msg string, n int) {
+		batch := make([]core.EventInput, n)
+		for i := range batch {
+			batch[i] = core.EventInput{MessageID: msg, Type: core.EventStdout, Payload: json.RawMessage(`{}`)}
+		}
+		got, err := s.AppendEvents(ctx, id, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, got...)
+	}
+	add(a, maxBlockEvents)     // a fills the first block exactly
+	add(b, 1)                  // b starts the second
+	add(a, 2*maxBlockEvents-1) // a again, to the end of the third
+	add("", 5)                 // status events of no message
+	add(b, 3*maxBlockEvents)   // b alone, long after a's last
+	for i := range 100 {       // then both, interleaved
+		add([]string{a, b}[i%2], 1+i%3)
+	}
+	for _, msg := range []string{a, b} {
+		for _, since := range []int64{0, 1, maxBlockEvents - 1, maxBlockEvents, maxBlockEvents + 1, 3 * maxBlockEvents, int64(len(all)) - 10, int64(len(all))} {
+			got, err := s.ListEvents(ctx, core.EventQuery{SessionID: id, MessageID: msg, Since: since})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []core.Event
+			for _, e := range all[since:] {
+				if e.MessageID != nil && *e.MessageID == msg {
+					want = append(want, e)
+				}
+			}
+			if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+				t.Fatalf("%s's events since %d (-appended +read):\n%s", msg, since, diff)
+			}
+		}
 	}
 }

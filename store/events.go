@@ -158,7 +158,7 @@ const (
 // as no block holds more than maxBlockEvents, none that starts at or before
 // the message's last seq ends maxBlockEvents after it.
 const (
-	lastBlockSQL = `SELECT rowid, last_seq, body FROM event_blocks
+	lastBlockSQL = `SELECT rowid, first_seq, last_seq, body FROM event_blocks
 		WHERE session_id = ? ORDER BY last_seq DESC LIMIT 1`
 	insertBlockSQL = `INSERT INTO event_blocks (session_id, first_seq, last_seq, body) VALUES (?, ?, ?, ?)`
 	updateBlockSQL = `UPDATE event_blocks SET last_seq = ?, body = ? WHERE rowid = ?`
@@ -185,13 +185,13 @@ func (s *Store) writeBlocks(ctx context.Context, tx *sql.Tx, sessionID string, f
 		return err
 	}
 	var (
-		w       blockWriter
-		rowid   int64 // of the block w continues; 0: a new one
-		wFirst  = first
-		lastSeq int64
-		body    []byte
+		w                 blockWriter
+		rowid             int64 // of the block w continues; 0: a new one
+		wFirst            = first
+		firstSeq, lastSeq int64
+		body              []byte
 	)
-	switch err := tx.StmtContext(ctx, lastStmt).QueryRowContext(ctx, sessionID).Scan(&rowid, &lastSeq, &body); {
+	switch err := tx.StmtContext(ctx, lastStmt).QueryRowContext(ctx, sessionID).Scan(&rowid, &firstSeq, &lastSeq, &body); {
 	case errors.Is(err, sql.ErrNoRows):
 		rowid = 0
 	case err != nil:
@@ -200,8 +200,9 @@ func (s *Store) writeBlocks(ctx context.Context, tx *sql.Tx, sessionID string, f
 		rowid = 0 // not contiguous (never so from appends): start afresh
 	default:
 		// The writer goes on from the block's last record; a block that
-		// does not parse (damaged outside flapjack) is left as it is and
-		// the batch starts a new one, so the damage stays in that block.
+		// does not parse or does not hold its seqs (damaged outside
+		// flapjack) is left as it is and the batch starts a new one, so
+		// the damage stays in that block.
 		r := blockReader{body: body}
 		for {
 			_, ok, err := r.next()
@@ -210,8 +211,12 @@ func (s *Store) writeBlocks(ctx context.Context, tx *sql.Tx, sessionID string, f
 				break
 			}
 			if !ok {
-				w = blockWriter{body: body, count: r.n, last: r.last}
-				wFirst = lastSeq - int64(r.n) + 1
+				if int64(r.n) == lastSeq-firstSeq+1 {
+					w = blockWriter{body: body, count: r.n, last: r.last}
+					wFirst = firstSeq
+				} else {
+					rowid = 0
+				}
 				break
 			}
 		}
