@@ -74,7 +74,7 @@ dist:
 
 ## bench: speed and memory targets (figures in the issue notes)
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+	$(GO) test -p 1 -run '^$$' -bench . -benchmem -count=1 ./...
 
 ## demo: build, then drive a real session over MCP stdio in a throwaway repository
 demo: build

@@ -12,9 +12,9 @@ import (
 	"github.com/flapjack-dev/flapjack/core"
 )
 
-// reference is an Event as encoding/json writes it from its tags, the time
-// in TimeFormat: what Event's hand-written JSON must equal.
-func reference(t *testing.T, e core.Event) any {
+// referenceJSON is an Event as encoding/json writes it from its tags, the
+// time in TimeFormat: what Event's hand-written JSON must equal.
+func referenceJSON(t *testing.T, e core.Event) []byte {
 	t.Helper()
 	raw, err := json.Marshal(struct {
 		ID          string          `json:"id"`
@@ -29,8 +29,13 @@ func reference(t *testing.T, e core.Event) any {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return raw
+}
+
+// reference is referenceJSON decoded.
+func reference(t *testing.T, e core.Event) any {
 	var v any
-	json.Unmarshal(raw, &v)
+	json.Unmarshal(referenceJSON(t, e), &v)
 	return v
 }
 
@@ -148,19 +153,7 @@ func TestEventPageJSONIsEncodingJSONs(t *testing.T) {
 		t.Fatalf("page decodes to %d events (%v)", len(back.Events), err)
 	}
 	for i, e := range page.Events {
-		want, err := json.Marshal(struct {
-			ID          string          `json:"id"`
-			SessionID   string          `json:"session_id"`
-			MessageID   *string         `json:"message_id"`
-			CursorRunID *string         `json:"cursor_run_id"`
-			Type        core.EventType  `json:"event_type"`
-			Payload     json.RawMessage `json:"payload"`
-			Seq         int64           `json:"seq"`
-			CreatedAt   string          `json:"created_at"`
-		}{e.ID, e.SessionID, e.MessageID, e.CursorRunID, e.Type, e.Payload, e.Seq, e.CreatedAt.UTC().Format(core.TimeFormat)})
-		if err != nil {
-			t.Fatal(err)
-		}
+		want := referenceJSON(t, e)
 		if string(back.Events[i]) != string(want) {
 			t.Fatalf("event %d:\n got %q\nwant %q", i, back.Events[i], want)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/flapjack-dev/flapjack/core"
 	flapjackmcp "github.com/flapjack-dev/flapjack/mcp"
 	"github.com/flapjack-dev/flapjack/store"
+	"github.com/flapjack-dev/flapjack/store/storetest"
 )
 
 // BenchmarkListEventsOfMillion measures flapjack_list_code_session_events
@@ -28,7 +29,7 @@ func BenchmarkListEventsOfMillion(b *testing.B) {
 	dbPath := filepath.Join(b.TempDir(), "flapjack.db")
 	m := newBenchMCP(b, dbPath)
 	svc, actor, started, cs := m.svc, m.actor, m.started, m.cs
-	bulkInsert(b, m.st, started.SessionID, started.MessageID, total-2)
+	storetest.AppendMany(b, m.st, started.SessionID, started.MessageID, total-2, json.RawMessage(`{"text":"Looking at src/auth.ts to find where the JWT expiry is computed."}`))
 
 	var svcTook []time.Duration
 	for range 200 {
@@ -107,23 +108,6 @@ func newBenchMCP(b *testing.B, dbPath string) *benchMCP {
 	}
 	b.Cleanup(func() { cs.Close() })
 	return &benchMCP{st: st, svc: svc, actor: actor, started: started, cs: cs}
-}
-
-// bulkInsert appends n events to a session through the store, in batches of
-// 10,000: the log of a long-running agent, built in seconds.
-func bulkInsert(b testing.TB, st core.Store, sessionID, messageID string, n int) {
-	b.Helper()
-	payload := json.RawMessage(`{"text":"Looking at src/auth.ts to find where the JWT expiry is computed."}`)
-	batch := make([]core.EventInput, 0, 10_000)
-	for done := 0; done < n; done += len(batch) {
-		batch = batch[:0]
-		for len(batch) < cap(batch) && done+len(batch) < n {
-			batch = append(batch, core.EventInput{MessageID: messageID, CursorRunID: "run-1", Type: core.EventAssistant, Payload: payload})
-		}
-		if _, err := st.AppendEvents(context.Background(), sessionID, batch); err != nil {
-			b.Fatal(err)
-		}
-	}
 }
 
 func ptrInt(v int) *int { return &v }

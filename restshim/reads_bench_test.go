@@ -16,6 +16,7 @@ import (
 
 	"github.com/flapjack-dev/flapjack/core"
 	"github.com/flapjack-dev/flapjack/core/coretest"
+	"github.com/flapjack-dev/flapjack/store/storetest"
 )
 
 // hammer sends n GETs from a pool of keep-alive clients and returns the
@@ -150,7 +151,7 @@ func BenchmarkGetSessionVsFloor(b *testing.B) {
 func BenchmarkEventsPage(b *testing.B) {
 	const total, clients, perRound, rounds = 1_000_000, 4, 2000, 3
 	bs := newBenchServer(b)
-	seedEvents(b, bs.st, bs.started.SessionID, bs.started.MessageID, total-2) // after the start's two
+	storetest.AppendMany(b, bs.st, bs.started.SessionID, bs.started.MessageID, total-2, json.RawMessage(`{"text":"Looking at src/auth.ts to find where the JWT expiry is computed."}`)) // after the start's two
 	base := bs.srv.URL + "/api/code-sessions/" + bs.started.SessionID + "/events?limit=200&since="
 	floor, page := floorServer(b, base+"500000", bs.token.Token)
 	var probe core.EventPage
@@ -226,23 +227,6 @@ func writeEvents(b *testing.B, bs *benchServer, n, perSecond int) (stop func()) 
 		}()
 	}
 	return func() { cancel(); wg.Wait() }
-}
-
-// seedEvents appends n events to a session through the store, in batches of
-// 10,000: the log of a long-running agent, built in seconds.
-func seedEvents(b testing.TB, st core.Store, sessionID, messageID string, n int) {
-	b.Helper()
-	payload := json.RawMessage(`{"text":"Looking at src/auth.ts to find where the JWT expiry is computed."}`)
-	batch := make([]core.EventInput, 0, 10_000)
-	for done := 0; done < n; done += len(batch) {
-		batch = batch[:0]
-		for len(batch) < cap(batch) && done+len(batch) < n {
-			batch = append(batch, core.EventInput{MessageID: messageID, CursorRunID: "run-1", Type: core.EventAssistant, Payload: payload})
-		}
-		if _, err := st.AppendEvents(context.Background(), sessionID, batch); err != nil {
-			b.Fatal(err)
-		}
-	}
 }
 
 func medianOf(v []float64) float64 {

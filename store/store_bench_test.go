@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/flapjack-dev/flapjack/core"
+	"github.com/flapjack-dev/flapjack/store/storetest"
 )
 
 // benchPayload is a typical assistant event.
@@ -47,7 +48,7 @@ func BenchmarkListEventsLargeSession(b *testing.B) {
 
 	// b.Loop runs this function once, so the fixture is built once per run.
 	start := time.Now()
-	bulkInsertEvents(b, s, sess.ID, m.ID, total)
+	storetest.AppendMany(b, s, sess.ID, m.ID, total, json.RawMessage(benchPayload))
 	b.Logf("built %d events in %v", total, time.Since(start).Round(time.Millisecond))
 
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -62,21 +63,4 @@ func BenchmarkListEventsLargeSession(b *testing.B) {
 		}
 	}
 	b.ReportMetric(b.Elapsed().Seconds()*1000/float64(b.N), "ms/op")
-}
-
-// bulkInsertEvents appends n events to a session through the store, in batches of
-// 10,000: the log of a long-running agent, built in seconds.
-func bulkInsertEvents(b testing.TB, st core.Store, sessionID, messageID string, n int) {
-	b.Helper()
-	payload := json.RawMessage(benchPayload)
-	batch := make([]core.EventInput, 0, 10_000)
-	for done := 0; done < n; done += len(batch) {
-		batch = batch[:0]
-		for len(batch) < cap(batch) && done+len(batch) < n {
-			batch = append(batch, core.EventInput{MessageID: messageID, CursorRunID: "run-1", Type: core.EventAssistant, Payload: payload})
-		}
-		if _, err := st.AppendEvents(context.Background(), sessionID, batch); err != nil {
-			b.Fatal(err)
-		}
-	}
 }
