@@ -239,8 +239,12 @@ func (s *Store) writeBlocks(ctx context.Context, tx *sql.Tx, sessionID string, f
 	for i, e := range in {
 		seq := first + int64(i)
 		if !w.fits(len(payloads[i])) {
-			if err := flush(seq - 1); err != nil {
-				return err
+			// A full last block the batch has not added to is left as
+			// it is.
+			if i > 0 {
+				if err := flush(seq - 1); err != nil {
+					return err
+				}
 			}
 			w, rowid, wFirst = blockWriter{}, 0, seq
 		}
