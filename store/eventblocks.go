@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/binary"
@@ -219,8 +220,7 @@ func packEvents(ctx context.Context, tx *sql.Tx) error {
 		if w.count == 0 {
 			return nil
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO event_blocks (session_id, first_seq, last_seq, body) VALUES (?, ?, ?, ?)`,
-			session, first, last, w.body)
+		_, err := tx.ExecContext(ctx, insertBlockSQL, session, first, last, w.body)
 		w = blockWriter{}
 		return err
 	}
@@ -244,7 +244,7 @@ func packEvents(ctx context.Context, tx *sql.Tx) error {
 		}
 		// RawBytes are valid until the next Scan: the writer keeps what it
 		// compares with the next record (add copies the rest into the body).
-		w.add(record{created: created, typ: clone(typ), messageID: clone(msgID), runID: clone(runID), id: id, payload: payload})
+		w.add(record{created: created, typ: bytes.Clone(typ), messageID: bytes.Clone(msgID), runID: bytes.Clone(runID), id: id, payload: payload})
 		last = seq
 	}
 	if err := rows.Err(); err != nil {
@@ -256,12 +256,4 @@ func packEvents(ctx context.Context, tx *sql.Tx) error {
 	rows.Close()
 	_, err = tx.ExecContext(ctx, `DROP TABLE events`)
 	return err
-}
-
-// clone copies b, keeping nil (SQL NULL) apart from empty.
-func clone(b []byte) []byte {
-	if b == nil {
-		return nil
-	}
-	return append([]byte{}, b...)
 }
