@@ -48,6 +48,7 @@ type benchServer struct {
 
 func newBenchServer(b *testing.B) *benchServer {
 	ctx := context.Background()
+	b.Cleanup(TuneRuntime()) // as flapjack serve runs
 	dbPath := filepath.Join(b.TempDir(), "flapjack.db")
 	st, err := store.Open(dbPath)
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -91,9 +90,6 @@ close, then the runner hands its sessions over.`,
 
 // runServe serves until ctx ends (SIGTERM, Ctrl-C), then shuts down in order:
 // HTTP first (in-flight requests finish, streams close), the runner last.
-// serveMemoryLimit is serve's soft memory limit unless GOMEMLIMIT is set.
-const serveMemoryLimit = 96 << 20
-
 func runServe(ctx context.Context, g *globals, c serveConfig) error {
 	if (c.tlsCert == "") != (c.tlsKey == "") {
 		return usageError{errors.New("--tls-cert and --tls-key go together")}
@@ -104,12 +100,7 @@ func runServe(ctx context.Context, g *globals, c serveConfig) error {
 		}
 	}
 	logger := slog.New(restshim.LogHandler(g.logger.Handler()))
-	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
-		// A soft limit: the collector works harder near it rather than let
-		// garbage from large agent output and pages pile up (GOMEMLIMIT
-		// overrides it; it never makes an allocation fail).
-		debug.SetMemoryLimit(serveMemoryLimit)
-	}
+	restshim.TuneRuntime()
 	holder := &runnerHolder{log: logger}
 	// No kick: the runner this process holds or waits for polls the database.
 	a, err := openApp(ctx, g, nil)
