@@ -295,30 +295,37 @@ func (s *Store) ListEvents(ctx context.Context, q core.EventQuery) ([]core.Event
 		out = make([]core.Event, 0, min(limit, 1000))
 	}
 	var (
-		size               int
-		typ                core.EventType
-		msgID, runID       *string
-		msgBytes, runBytes []byte
+		size         int
+		typ          core.EventType
+		msgID, runID *string
 	)
 	// Neighbours nearly always share type, message and run: each string is
 	// made once and shared by the events that repeat it.
-	intern := func(b []byte, last *[]byte, s **string) *string {
+	intern := func(b []byte, s **string) *string {
 		if b == nil {
 			return nil
 		}
-		if *s == nil || string(b) != string(*last) {
+		if *s == nil || string(b) != **s {
 			v := string(b)
-			*s, *last = &v, b
+			*s = &v
 		}
 		return *s
 	}
-blocks:
-	for rows.Next() {
+	// The body is scanned in place (sql.RawBytes, valid until the next row)
+	// and only the span of payloads the page keeps is copied, once per
+	// block: most of a page's blocks is outside it.
+	var (
+		body    sql.RawBytes
+		offsets = make([]int, 0, maxBlockEvents) // the kept payloads' offsets in body
+		full    bool
+	)
+	for !full && rows.Next() {
 		var first int64
-		var body []byte
 		if err := rows.Scan(&first, &body); err != nil {
 			return nil, wrap("list events", err)
 		}
+		kept, offsets := len(out), offsets[:0]
+		hi := 0 // the end of the kept payloads' span in body
 		r := blockReader{body: body}
 		for seq := first; ; seq++ {
 			rec, ok, err := r.next()
@@ -331,27 +338,39 @@ blocks:
 			if seq <= q.Since || (q.MessageID != "" && string(rec.messageID) != q.MessageID) {
 				continue
 			}
+			if size += len(rec.payload); q.MaxBytes > 0 && size > q.MaxBytes && len(out) > 0 {
+				full = true // the page is full; no more blocks are read
+				break
+			}
 			if string(rec.typ) != string(typ) {
 				typ = core.EventType(rec.typ)
 			}
+			hi = len(body) - len(r.body) // the payload ends its record
+			offsets = append(offsets, hi-len(rec.payload))
 			e := core.Event{
 				SessionID:   q.SessionID,
-				MessageID:   intern(rec.messageID, &msgBytes, &msgID),
-				CursorRunID: intern(rec.runID, &runBytes, &runID),
+				MessageID:   intern(rec.messageID, &msgID),
+				CursorRunID: intern(rec.runID, &runID),
 				Type:        typ,
-				Payload:     json.RawMessage(rec.payload),
+				Payload:     json.RawMessage(rec.payload), // rebased below
 				Seq:         seq,
 				CreatedAt:   fromMS(rec.created),
 			}
 			if rec.id != nil {
 				e.ID = string(rec.id) // else set by SetEventIDs
 			}
-			if size += len(rec.payload); q.MaxBytes > 0 && size > q.MaxBytes && len(out) > 0 {
-				break blocks // the page is full; no more blocks are read
-			}
 			out = append(out, e)
 			if limit > 0 && int64(len(out)) == limit {
-				break blocks
+				full = true
+				break
+			}
+		}
+		if len(offsets) > 0 {
+			span := bytes.Clone(body[offsets[0]:hi])
+			for i := range offsets {
+				p := &out[kept+i].Payload
+				off := offsets[i] - offsets[0]
+				*p = span[off : off+len(*p) : off+len(*p)]
 			}
 		}
 	}
