@@ -26,8 +26,8 @@ import (
 // How it knows: in WAL mode every commit, by any connection of any process,
 // rewrites the wal-index header at the start of the database's -shm file
 // (its change counter, frame count and checksums; see "WAL-mode file
-// formats" in the SQLite documentation). The cache reads those 96 bytes with
-// one pread before every use and forgets everything when they differ from
+// formats" in the SQLite documentation). The cache reads those 96 bytes
+// (from the page mapped, or with a pread) before every use and forgets everything when they differ from
 // the last look. A header caught mid-write differs too, which only costs a
 // miss. An answer is stored with the header seen before it was read, so it
 // can be newer than its tag but never older. As a safety net, PRAGMA
@@ -42,7 +42,7 @@ type ReadCache struct {
 	shmPath string
 
 	mu     sync.Mutex
-	shm    *os.File
+	shm    *shmView
 	header [walHeaderBytes]byte
 	dv     int64     // data_version at the last probe
 	probed time.Time // when data_version was last asked
@@ -93,7 +93,7 @@ func NewReadCache(s *Store, dbPath string) (*ReadCache, error) {
 	c.clear()
 	c.dropped = time.Time{} // nothing was dropped yet
 	// The -shm file exists once the database is open in WAL mode.
-	if c.shm, err = os.Open(c.shmPath); err != nil {
+	if c.shm, err = openSHMView(c.shmPath, walHeaderBytes); err != nil {
 		p.Close()
 		return nil, fmt.Errorf("store: read cache: %w", err)
 	}
@@ -105,7 +105,7 @@ func (c *ReadCache) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.shm != nil {
-		c.shm.Close()
+		c.shm.close()
 		c.shm = nil
 	}
 	return c.Prepared.Close()
@@ -132,10 +132,10 @@ func (c *ReadCache) fresh(ctx context.Context) (gen [walHeaderBytes]byte, ok boo
 	}
 	// Read outside the lock: concurrent requests look at once.
 	var h [walHeaderBytes]byte
-	n, err := shm.ReadAt(h[:], 0)
+	read := shm.read(h[:])
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if n != len(h) || err != nil || shm != c.shm {
+	if !read || shm != c.shm {
 		c.clear()
 		return gen, false
 	}
@@ -199,18 +199,18 @@ func (c *ReadCache) probe(ctx context.Context) bool {
 		c.clear()
 	}
 	c.dv, c.probed, c.probedHeader = dv, time.Now(), c.header
-	cur, err1 := c.shm.Stat()
+	cur, err1 := c.shm.stat()
 	now, err2 := os.Stat(c.shmPath)
 	if err1 != nil || err2 != nil {
 		return false
 	}
 	if !os.SameFile(cur, now) {
-		f, err := os.Open(c.shmPath)
+		v, err := openSHMView(c.shmPath, walHeaderBytes)
 		if err != nil {
 			return false
 		}
-		c.shm.Close()
-		c.shm = f
+		c.shm.close() // waits for a read of the old one under way
+		c.shm = v
 		c.header = [walHeaderBytes]byte{}
 		c.clear()
 	}
