@@ -57,14 +57,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if info.clientGone && status == 0 {
 			status = 499 // the client closed the request first (nginx's convention)
 		}
-		h.opts.AccessLog.LogAttrs(ctx, slog.LevelInfo, "request",
-			slog.String("method", r.Method),
-			slog.String("path", r.URL.Path),
-			slog.Int("status", status),
-			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
-			slog.Int64("bytes", sw.bytes),
-			slog.String("user", info.user),
-		)
+		// Straight to the handler: a Logger would also look up the
+		// caller's frame, which the line does not show.
+		if access := h.opts.AccessLog.Handler(); access.Enabled(ctx, slog.LevelInfo) {
+			end := time.Now()
+			rec := slog.NewRecord(end, slog.LevelInfo, "request", 0)
+			rec.AddAttrs(
+				slog.String("method", r.Method),
+				slog.String("path", r.URL.Path),
+				slog.Int("status", status),
+				slog.Float64("duration_ms", float64(end.Sub(start).Microseconds())/1000),
+				slog.Int64("bytes", sw.bytes),
+				slog.String("user", info.user),
+			)
+			access.Handle(ctx, rec)
+		}
 		if p == http.ErrAbortHandler {
 			panic(p)
 		}
