@@ -17,7 +17,7 @@ import (
 // AppendJSON appends e as one JSON object.
 func (e Event) AppendJSON(b []byte) []byte {
 	var enc eventEncoder
-	return enc.append(b, e)
+	return enc.append(b, &e)
 }
 
 // eventEncoder writes events one after another, doing once what
@@ -28,11 +28,34 @@ type eventEncoder struct {
 	t timeCache
 	// The last string of each field found to need no escaping.
 	session, message, run, typ string
+	// deriveIDs writes an empty ID as the event's EventID (the events come
+	// from Store.StreamEvents); idPrefix is eventIDPrefix(idSession), and
+	// idPlain whether it needs no escaping.
+	deriveIDs           bool
+	idSession, idPrefix string
+	idPlain             bool
 }
 
-func (enc *eventEncoder) append(b []byte, e Event) []byte {
+func (enc *eventEncoder) append(b []byte, e *Event) []byte {
+	var digits [20]byte
+	seq := strconv.AppendInt(digits[:0], e.Seq, 10) // for the id and the seq
 	b = append(b, `{"id":`...)
-	b = appendJSONString(b, e.ID)
+	if e.ID == "" && enc.deriveIDs { // EventID, written in place
+		if e.SessionID != enc.idSession || enc.idPrefix == "" {
+			enc.idSession, enc.idPrefix = e.SessionID, eventIDPrefix(e.SessionID)
+			enc.idPlain = plainJSON(enc.idPrefix)
+		}
+		if enc.idPlain {
+			b = append(b, '"')
+			b = append(b, enc.idPrefix...)
+			b = append(b, seq...)
+			b = append(b, '"')
+		} else {
+			b = appendJSONString(b, enc.idPrefix+string(seq))
+		}
+	} else {
+		b = appendJSONString(b, e.ID)
+	}
 	b = append(b, `,"session_id":`...)
 	b = appendJSONStringOnce(b, e.SessionID, &enc.session)
 	b = append(b, `,"message_id":`...)
@@ -56,7 +79,7 @@ func (enc *eventEncoder) append(b []byte, e Event) []byte {
 		b = append(b, e.Payload...)
 	}
 	b = append(b, `,"seq":`...)
-	b = strconv.AppendInt(b, e.Seq, 10)
+	b = append(b, seq...)
 	b = append(b, `,"created_at":"`...)
 	b = enc.t.append(b, e.CreatedAt)
 	return append(b, `"}`...)
@@ -102,17 +125,37 @@ func (p EventPage) AppendJSON(b []byte) []byte {
 	for _, e := range p.Events {
 		size += e.size() + 1
 	}
-	b = slices.Grow(b, size)
-	b = append(b, `{"events":[`...)
-	var enc eventEncoder
-	for i, e := range p.Events {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = enc.append(b, e)
+	w := eventPageWriter{b: append(slices.Grow(b, size), eventPageStart...)}
+	for i := range p.Events {
+		w.add(&p.Events[i])
 	}
-	b = append(b, `],"last_seq":`...)
-	b = strconv.AppendInt(b, p.LastSeq, 10)
+	return w.end(p.LastSeq)
+}
+
+// eventPageStart is how a page's JSON starts.
+const eventPageStart = `{"events":[`
+
+// eventPageWriter appends a page's JSON as its events come, after
+// eventPageStart.
+type eventPageWriter struct {
+	b    []byte
+	enc  eventEncoder
+	n    int   // events written
+	last int64 // the last one's seq
+}
+
+func (w *eventPageWriter) add(e *Event) {
+	if w.n > 0 {
+		w.b = append(w.b, ',')
+	}
+	w.b = w.enc.append(w.b, e)
+	w.n, w.last = w.n+1, e.Seq
+}
+
+// end closes the page, with its last_seq, and returns the bytes.
+func (w *eventPageWriter) end(lastSeq int64) []byte {
+	b := append(w.b, `],"last_seq":`...)
+	b = strconv.AppendInt(b, lastSeq, 10)
 	return append(b, '}')
 }
 

@@ -54,14 +54,19 @@ func (SystemClock) Now() time.Time { return time.Now().UTC().Truncate(time.Milli
 // derived keep the random ones they were given). Unique, as session ids
 // are, and never equal to an older random id, which has no second dash.
 func EventID(sessionID string, seq int64) string {
-	return PrefixEvent + strings.TrimPrefix(sessionID, PrefixSession) + "-" + strconv.FormatInt(seq, 10)
+	return eventIDPrefix(sessionID) + strconv.FormatInt(seq, 10)
+}
+
+// eventIDPrefix is what a session's EventIDs start with; the seq follows.
+func eventIDPrefix(sessionID string) string {
+	return PrefixEvent + strings.TrimPrefix(sessionID, PrefixSession) + "-"
 }
 
 // SetEventIDs gives every event of one session that has no id its EventID,
 // all of them sharing one string: a page of 200 events is then one
 // allocation for its ids, not 200.
 func SetEventIDs(sessionID string, evs []Event) {
-	prefix := PrefixEvent + strings.TrimPrefix(sessionID, PrefixSession) + "-"
+	prefix := eventIDPrefix(sessionID)
 	var all strings.Builder
 	all.Grow(len(evs) * (len(prefix) + 8))
 	ends := make([]int, len(evs))

@@ -728,17 +728,69 @@ func (s *Service) SendMessage(ctx context.Context, a Actor, id, prompt string) (
 // ListEvents reads the session's log after Since; with WaitSeconds it long-polls
 // until an event exists, the wait ends, or ctx is cancelled.
 func (s *Service) ListEvents(ctx context.Context, a Actor, id string, in EventsInput) (EventPage, error) {
+	var page EventPage
+	err := s.readEvents(ctx, a, id, in, func(q EventQuery) (bool, error) {
+		evs, err := s.cfg.Store.ListEvents(ctx, q)
+		if err != nil {
+			return false, err
+		}
+		page = EventPage{Events: evs, LastSeq: q.Since}
+		if len(evs) > 0 {
+			page.LastSeq = evs[len(evs)-1].Seq
+		} else {
+			page.Events = []Event{}
+		}
+		return len(evs) > 0, nil
+	})
+	if err != nil {
+		return EventPage{}, err
+	}
+	return page, nil
+}
+
+// AppendEventPage is ListEvents written onto b as the page's JSON (the
+// bytes of EventPage.AppendJSON), each event going from the store into b
+// as it is read, none held: a page of 200 then makes a fraction of the
+// garbage. On an error b is returned as it came.
+func (s *Service) AppendEventPage(ctx context.Context, a Actor, id string, in EventsInput, b []byte) ([]byte, error) {
+	start := len(b)
+	err := s.readEvents(ctx, a, id, in, func(q EventQuery) (bool, error) {
+		w := eventPageWriter{b: append(b[:start], eventPageStart...), enc: eventEncoder{deriveIDs: true}}
+		err := s.cfg.Store.StreamEvents(ctx, q, func(e *Event) bool {
+			w.add(e)
+			return true
+		})
+		if err != nil {
+			return false, err
+		}
+		last := q.Since
+		if w.n > 0 {
+			last = w.last
+		}
+		b = w.end(last)
+		return w.n > 0, nil
+	})
+	if err != nil {
+		return b[:start], err
+	}
+	return b, nil
+}
+
+// readEvents checks in and the actor's access to the session, then calls
+// read with the query until it finds events, or, with WaitSeconds, until
+// the wait ends or ctx is cancelled.
+func (s *Service) readEvents(ctx context.Context, a Actor, id string, in EventsInput, read func(EventQuery) (found bool, err error)) error {
 	since := int64(0)
 	if in.Since != nil {
 		if *in.Since < 0 {
-			return EventPage{}, invalid("since", "must be >= 0")
+			return invalid("since", "must be >= 0")
 		}
 		since = *in.Since
 	}
 	limit := DefaultEventLimit
 	if in.Limit != nil {
 		if *in.Limit < 1 {
-			return EventPage{}, invalid("limit", "must be at least 1")
+			return invalid("limit", "must be at least 1")
 		}
 		// Above the maximum is served as the maximum, as the spec says.
 		limit = min(*in.Limit, MaxEventLimit)
@@ -746,12 +798,12 @@ func (s *Service) ListEvents(ctx context.Context, a Actor, id string, in EventsI
 	wait := 0
 	if in.WaitSeconds != nil {
 		if *in.WaitSeconds < 0 || *in.WaitSeconds > MaxWaitSeconds {
-			return EventPage{}, invalid("waitSeconds", "must be between 0 and %d", MaxWaitSeconds)
+			return invalid("waitSeconds", "must be between 0 and %d", MaxWaitSeconds)
 		}
 		wait = *in.WaitSeconds
 	}
 	if _, err := s.session(ctx, a, id); err != nil {
-		return EventPage{}, err
+		return err
 	}
 	q := EventQuery{SessionID: id, Since: since, MessageID: in.MessageID, Limit: limit, MaxBytes: MaxEventPageBytes}
 	deadline := time.Now().Add(time.Duration(wait) * time.Second)
@@ -763,27 +815,21 @@ func (s *Service) ListEvents(ctx context.Context, a Actor, id string, in EventsI
 		if wait > 0 {
 			changed, stop = s.cfg.Store.Watch(id)
 		}
-		evs, err := s.cfg.Store.ListEvents(ctx, q)
+		found, err := read(q)
 		if err != nil {
 			stop()
-			return EventPage{}, s.internal(ctx, "list events", err)
+			return s.internal(ctx, "list events", err)
 		}
-		if len(evs) > 0 || wait == 0 || !time.Now().Before(deadline) {
+		if found || wait == 0 || !time.Now().Before(deadline) {
 			stop()
-			page := EventPage{Events: evs, LastSeq: since}
-			if len(evs) > 0 {
-				page.LastSeq = evs[len(evs)-1].Seq
-			} else {
-				page.Events = []Event{}
-			}
-			return page, nil
+			return nil
 		}
 		t := time.NewTimer(min(safetyPoll, time.Until(deadline)))
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			stop()
-			return EventPage{}, ctx.Err()
+			return ctx.Err()
 		case <-changed:
 		case <-t.C:
 		}

@@ -46,6 +46,11 @@ type Store interface {
 	// ListEvents reads a session's log by keyset: seq > Since, ascending, at
 	// most Limit events and (past the first) MaxBytes of payload.
 	ListEvents(ctx context.Context, q EventQuery) ([]Event, error)
+	// StreamEvents calls fn with each event ListEvents would return, in
+	// order, until fn returns false, holding none: for a reader that
+	// writes them out. *e is reused and its Payload is valid only during
+	// the call; its ID is empty where it is the derived EventID.
+	StreamEvents(ctx context.Context, q EventQuery, fn func(e *Event) bool) error
 	// SetRunHandle records the active run's handle and bumps Version, so a
 	// change decided before the handle existed cannot erase it.
 	SetRunHandle(ctx context.Context, sessionID, handle string) error

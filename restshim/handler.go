@@ -152,8 +152,12 @@ func (h *Handler) api(rt Route, fn apiFunc) {
 			h.writeError(w, r, err)
 			return
 		}
-		if ap, ok := body.(jsonAppender); ok {
-			h.writeAppended(w, status, ap)
+		switch b := body.(type) {
+		case pooledJSON:
+			h.writePooled(w, status, b)
+			return
+		case jsonAppender:
+			h.writeAppended(w, status, b)
 			return
 		}
 		writeJSON(w, status, body)
@@ -356,14 +360,38 @@ type streamer interface{ writeStream(w http.ResponseWriter) }
 
 // writeAppended answers with v's own JSON, written into a pooled buffer.
 func (h *Handler) writeAppended(w http.ResponseWriter, status int, v jsonAppender) {
+	bp := h.getBuf()
+	h.writePooled(w, status, pooledJSON{bp, v.AppendJSON((*bp)[:0])})
+}
+
+// pooledJSON is an answer's JSON already written, b, in a buffer from
+// getBuf.
+type pooledJSON struct {
+	buf *[]byte
+	b   []byte
+}
+
+// writePooled answers with p and gives its buffer back.
+func (h *Handler) writePooled(w http.ResponseWriter, status int, p pooledJSON) {
+	b := append(p.b, '\n')
+	setJSONHeaders(w.Header())
+	w.WriteHeader(status)
+	w.Write(b)
+	h.putBuf(p.buf, b)
+}
+
+// getBuf returns a buffer for an answer, empty; give it back with putBuf.
+func (h *Handler) getBuf() *[]byte {
 	bp, _ := h.bufs.Get().(*[]byte)
 	if bp == nil {
 		bp = new([]byte)
 	}
-	b := append(v.AppendJSON((*bp)[:0]), '\n')
-	setJSONHeaders(w.Header())
-	w.WriteHeader(status)
-	w.Write(b)
+	*bp = (*bp)[:0]
+	return bp
+}
+
+// putBuf keeps b, the buffer bp grew to, for the next answer.
+func (h *Handler) putBuf(bp *[]byte, b []byte) {
 	if cap(b) <= maxPooledBuffer {
 		*bp = b
 		h.bufs.Put(bp)

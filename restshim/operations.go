@@ -332,8 +332,15 @@ func (h *Handler) listEvents(w http.ResponseWriter, r *http.Request, a core.Acto
 			http.NewResponseController(w).SetWriteDeadline(time.Now().Add(time.Duration(n)*time.Second + 15*time.Second))
 		}
 	}
-	page, err := h.svc.ListEvents(r.Context(), a, r.PathValue("codeSessionId"), in)
-	return http.StatusOK, page, renameField(err, "waitSeconds", "wait")
+	// Written as the events are read: a page is the bulk of what readers
+	// fetch, and none of it is held as events on the way.
+	bp := h.getBuf()
+	b, err := h.svc.AppendEventPage(r.Context(), a, r.PathValue("codeSessionId"), in, *bp)
+	if err != nil {
+		h.putBuf(bp, b)
+		return 0, nil, renameField(err, "waitSeconds", "wait")
+	}
+	return http.StatusOK, pooledJSON{bp, b}, nil
 }
 
 // intParamErr is intParam with a plain error result.

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -220,6 +221,12 @@ func TestEventBlocksAtEveryDepth(t *testing.T) {
 			diff := cmp.Diff(want, got)
 			t.Fatalf("since %d limit %d (-appended +read):\n%s", since, limit, diff)
 		}
+		if since%5 == 0 {
+			streamed := streamAll(t, s, core.EventQuery{SessionID: sess.ID, Since: since, Limit: limit})
+			if !reflect.DeepEqual(want, streamed) {
+				t.Fatalf("since %d limit %d: StreamEvents (+) differs from the appended (-):\n%s", since, limit, cmp.Diff(want, streamed))
+			}
+		}
 		mine, err := s.ListEvents(ctx, core.EventQuery{SessionID: sess.ID, Since: since, MessageID: msg, Limit: 50})
 		if err != nil {
 			t.Fatal(err)
@@ -342,4 +349,29 @@ func TestMessageEventsAcrossBlocks(t *testing.T) {
 			}
 		}
 	}
+}
+
+// streamAll collects what StreamEvents gives for q, copying each event
+// (its payload is only valid during the call) and filling in the id it
+// leaves empty where it is derived; it fails if an id it gives is the
+// derived one.
+func streamAll(t *testing.T, s *Store, q core.EventQuery) []core.Event {
+	t.Helper()
+	var out []core.Event
+	err := s.StreamEvents(context.Background(), q, func(e *core.Event) bool {
+		c := *e
+		c.Payload = bytes.Clone(e.Payload)
+		if c.ID == core.EventID(q.SessionID, c.Seq) {
+			t.Errorf("seq %d: StreamEvents gave the derived id %s, which it leaves empty", c.Seq, c.ID)
+		}
+		if c.ID == "" {
+			c.ID = core.EventID(q.SessionID, c.Seq)
+		}
+		out = append(out, c)
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -272,7 +272,50 @@ func nonEmpty(s string) []byte {
 // MessageID, within that message's range. A Limit of zero or less means no
 // limit.
 func (s *Store) ListEvents(ctx context.Context, q core.EventQuery) ([]core.Event, error) {
-	limit := int64(max(q.Limit, 0))
+	out := []core.Event{}
+	if q.Limit > 0 {
+		out = make([]core.Event, 0, min(q.Limit, 1000))
+	}
+	// Each block's payloads are slices of its body, valid until the next
+	// block is read: the span the page keeps of it is copied once, and
+	// most of a page's blocks is outside it.
+	kept, offsets := 0, make([]int, 0, maxBlockEvents)
+	err := s.scanEvents(ctx, q, func(e *core.Event, off int) bool {
+		out = append(out, *e)
+		offsets = append(offsets, off)
+		return true
+	}, func(body []byte) {
+		if len(offsets) == 0 {
+			return
+		}
+		lo, hi := offsets[0], offsets[len(offsets)-1]+len(out[len(out)-1].Payload)
+		span := bytes.Clone(body[lo:hi])
+		for i, off := range offsets {
+			p := &out[kept+i].Payload
+			off -= lo
+			*p = span[off : off+len(*p) : off+len(*p)]
+		}
+		kept, offsets = len(out), offsets[:0]
+	})
+	if err != nil {
+		return nil, err
+	}
+	core.SetEventIDs(q.SessionID, out)
+	return out, nil
+}
+
+// StreamEvents calls fn with each event ListEvents would return, without
+// holding them: see core.Store.
+func (s *Store) StreamEvents(ctx context.Context, q core.EventQuery, fn func(e *core.Event) bool) error {
+	return s.scanEvents(ctx, q, func(e *core.Event, _ int) bool { return fn(e) }, nil)
+}
+
+// scanEvents reads the events q selects, in seq order, calling fn with each
+// until it returns false. *e is reused; its Payload (and ID, when stored)
+// is a slice of the block's body at offset off, valid until the block ends,
+// and a derived ID is left empty. blockEnd, when not nil, gets each body
+// after its last call to fn, while it is still valid.
+func (s *Store) scanEvents(ctx context.Context, q core.EventQuery, fn func(e *core.Event, off int) bool, blockEnd func(body []byte)) error {
 	var rows *sql.Rows
 	var err error
 	if q.MessageID == "" {
@@ -287,17 +330,16 @@ func (s *Store) ListEvents(ctx context.Context, q core.EventQuery) ([]core.Event
 		}
 	}
 	if err != nil {
-		return nil, wrap("list events", err)
+		return wrap("list events", err)
 	}
 	defer rows.Close()
-	out := []core.Event{}
-	if limit > 0 {
-		out = make([]core.Event, 0, min(limit, 1000))
-	}
 	var (
-		size         int
+		n, size      int
 		typ          core.EventType
 		msgID, runID *string
+		body         sql.RawBytes // the block's body in place, valid until the next row
+		e            core.Event
+		stop         bool
 	)
 	// Neighbours nearly always share type, message and run: each string is
 	// made once and shared by the events that repeat it.
@@ -311,26 +353,16 @@ func (s *Store) ListEvents(ctx context.Context, q core.EventQuery) ([]core.Event
 		}
 		return *s
 	}
-	// The body is scanned in place (sql.RawBytes, valid until the next row)
-	// and only the span of payloads the page keeps is copied, once per
-	// block: most of a page's blocks is outside it.
-	var (
-		body    sql.RawBytes
-		offsets = make([]int, 0, maxBlockEvents) // the kept payloads' offsets in body
-		full    bool
-	)
-	for !full && rows.Next() {
+	for !stop && rows.Next() {
 		var first int64
 		if err := rows.Scan(&first, &body); err != nil {
-			return nil, wrap("list events", err)
+			return wrap("list events", err)
 		}
-		kept, offsets := len(out), offsets[:0]
-		hi := 0 // the end of the kept payloads' span in body
 		r := blockReader{body: body}
-		for seq := first; ; seq++ {
+		for seq := first; !stop; seq++ {
 			rec, ok, err := r.next()
 			if err != nil {
-				return nil, wrap("list events", fmt.Errorf("session %s, block from %d: %w", q.SessionID, first, err))
+				return wrap("list events", fmt.Errorf("session %s, block from %d: %w", q.SessionID, first, err))
 			}
 			if !ok {
 				break
@@ -338,45 +370,35 @@ func (s *Store) ListEvents(ctx context.Context, q core.EventQuery) ([]core.Event
 			if seq <= q.Since || (q.MessageID != "" && string(rec.messageID) != q.MessageID) {
 				continue
 			}
-			if size += len(rec.payload); q.MaxBytes > 0 && size > q.MaxBytes && len(out) > 0 {
-				full = true // the page is full; no more blocks are read
+			if size += len(rec.payload); q.MaxBytes > 0 && size > q.MaxBytes && n > 0 {
+				stop = true // the page is full; no more blocks are read
 				break
 			}
 			if string(rec.typ) != string(typ) {
 				typ = core.EventType(rec.typ)
 			}
-			hi = len(body) - len(r.body) // the payload ends its record
-			offsets = append(offsets, hi-len(rec.payload))
-			e := core.Event{
+			e = core.Event{
 				SessionID:   q.SessionID,
 				MessageID:   intern(rec.messageID, &msgID),
 				CursorRunID: intern(rec.runID, &runID),
 				Type:        typ,
-				Payload:     json.RawMessage(rec.payload), // rebased below
+				Payload:     json.RawMessage(rec.payload),
 				Seq:         seq,
 				CreatedAt:   fromMS(rec.created),
 			}
 			if rec.id != nil {
-				e.ID = string(rec.id) // else set by SetEventIDs
+				e.ID = string(rec.id)
 			}
-			out = append(out, e)
-			if limit > 0 && int64(len(out)) == limit {
-				full = true
-				break
-			}
+			n++
+			end := len(body) - len(r.body) // the payload ends its record
+			stop = !fn(&e, end-len(rec.payload)) || (q.Limit > 0 && n == q.Limit)
 		}
-		if len(offsets) > 0 {
-			span := bytes.Clone(body[offsets[0]:hi])
-			for i := range offsets {
-				p := &out[kept+i].Payload
-				off := offsets[i] - offsets[0]
-				*p = span[off : off+len(*p) : off+len(*p)]
-			}
+		if blockEnd != nil {
+			blockEnd(body)
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, wrap("list events", err)
+		return wrap("list events", err)
 	}
-	core.SetEventIDs(q.SessionID, out)
-	return out, nil
+	return nil
 }

@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"testing"
 
 	"github.com/flapjack-dev/flapjack/core"
+	"github.com/google/go-cmp/cmp"
 )
 
 // TestLeanEventsMigration: a database made by the schema of migration 8
@@ -116,6 +118,10 @@ func TestLeanEventsMigration(t *testing.T) {
 		if e.ID != want[e.Seq] || string(e.Payload) != `{"n":`+strconv.FormatInt(e.Seq, 10)+`}` {
 			t.Fatalf("event %d: id %s payload %s; want id %s", e.Seq, e.ID, e.Payload, want[e.Seq])
 		}
+	}
+	// StreamEvents gives each stored id as it is.
+	if streamed := streamAll(t, s, core.EventQuery{SessionID: "cs-a"}); !reflect.DeepEqual(all, streamed) {
+		t.Errorf("StreamEvents (+) differs from ListEvents (-):\n%s", cmp.Diff(all, streamed))
 	}
 	count := func(msg string, since int64, limit int) []int64 {
 		t.Helper()
