@@ -107,7 +107,7 @@ func fetch(b *testing.B, url, token string) ([]byte, http.Header) {
 // serve's runner writes them. Goals: throughput ≥ 0.8× the floor's when
 // quiet; p99 ≤ 1.5× the floor's while the sessions write.
 func BenchmarkGetSessionVsFloor(b *testing.B) {
-	const clients, perRound, rounds = 16, 4000, 3
+	const clients, perRound, rounds = 16, 1500, 8
 	for _, load := range []string{"quiet", "4-sessions-writing"} {
 		b.Run(load, func(b *testing.B) {
 			bs := newBenchServer(b)
