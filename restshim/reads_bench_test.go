@@ -149,7 +149,7 @@ func BenchmarkGetSessionVsFloor(b *testing.B) {
 // at random depths of a session of 1,000,000 events, beside the floor
 // serving one such page from memory. Goal: p50 ≤ 2× the floor's.
 func BenchmarkEventsPage(b *testing.B) {
-	const total, clients, perRound, rounds = 1_000_000, 4, 2000, 3
+	const total, clients, perRound, rounds = 1_000_000, 4, 1000, 6
 	bs := newBenchServer(b)
 	storetest.AppendMany(b, bs.st, bs.started.SessionID, bs.started.MessageID, total-2, json.RawMessage(`{"text":"Looking at src/auth.ts to find where the JWT expiry is computed."}`)) // after the start's two
 	base := bs.srv.URL + "/api/code-sessions/" + bs.started.SessionID + "/events?limit=200&since="
