@@ -79,14 +79,15 @@ func newBenchServer(b *testing.B) *benchServer {
 	if _, err := st.CreateToken(ctx, store.NewToken{UserID: owner.UserID, Name: "bench", Prefix: m.Prefix, Hash: m.Hash[:]}); err != nil {
 		b.Fatal(err)
 	}
-	// The access log goes to a file through a LogBuffer and the redactor,
-	// as serve's does, with a key to look for as a serve that took one.
+	// The access log goes to a file through a LogBuffer, the redactor and
+	// the request id, as serve's does, with a key to look for as a serve
+	// that took one.
 	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	if err != nil {
 		b.Fatal(err)
 	}
 	accessOut := NewLogBuffer(devNull, 100*time.Millisecond)
-	access := slog.New(core.RedactHandler(slog.NewTextHandler(accessOut, nil), core.NewRedactor("key_bench_0123456789abcdef0123456789abcdef")))
+	access := slog.New(LogHandler(core.RedactHandler(slog.NewTextHandler(accessOut, nil), core.NewRedactor("key_bench_0123456789abcdef0123456789abcdef"))))
 	h := New(svc, NewTokenAuthenticator(cached, logger), Options{Logger: logger, AccessLog: access})
 	srv := httptest.NewServer(h)
 	b.Cleanup(func() {
