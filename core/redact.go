@@ -363,12 +363,41 @@ func (h *redactHandler) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 func (h *redactHandler) Handle(ctx context.Context, rec slog.Record) error {
+	// Nearly every record holds no secret: it goes on as it is instead of
+	// being rebuilt attribute by attribute (a server's access log writes
+	// one per request).
+	if h.clean(rec) {
+		return h.next.Handle(ctx, rec)
+	}
 	out := slog.NewRecord(rec.Time, rec.Level, h.r.String(rec.Message), rec.PC)
 	rec.Attrs(func(a slog.Attr) bool {
 		out.AddAttrs(h.attr(a))
 		return true
 	})
 	return h.next.Handle(ctx, out)
+}
+
+// clean reports whether the redactor leaves rec's message and every
+// attribute as they are: strings it finds nothing in, and numbers, bools,
+// durations and times. A group, an error or any other value takes the
+// full path, which resolves and redacts it.
+func (h *redactHandler) clean(rec slog.Record) bool {
+	if h.r.String(rec.Message) != rec.Message {
+		return false
+	}
+	ok := true
+	rec.Attrs(func(a slog.Attr) bool {
+		switch a.Value.Kind() {
+		case slog.KindString:
+			s := a.Value.String()
+			ok = h.r.String(s) == s
+		case slog.KindInt64, slog.KindUint64, slog.KindFloat64, slog.KindBool, slog.KindDuration, slog.KindTime:
+		default:
+			ok = false
+		}
+		return ok
+	})
+	return ok
 }
 
 func (h *redactHandler) WithAttrs(as []slog.Attr) slog.Handler {

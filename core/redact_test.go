@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 const canary = "crsr_CANARY0123456789abcdefXYZ/+q"
@@ -185,6 +186,50 @@ func TestRedactHandler(t *testing.T) {
 	if strings.Count(out, Redacted) < 7 {
 		t.Errorf("expected at least 7 redactions, got log %s", out)
 	}
+}
+
+// TestRedactHandlerPassesCleanRecords: a record with no secret reaches the
+// next handler as the full path would have written it, and a secret in any
+// one place of an otherwise clean record (the message, the last of many
+// attributes, a value of any kind) is still redacted.
+func TestRedactHandlerPassesCleanRecords(t *testing.T) {
+	r := NewRedactor(canary)
+	at := time.Date(2026, 12, 4, 8, 0, 0, 0, time.UTC)
+	clean := []any{"method", "GET", "path", "/api/code-sessions/cs-1", "status", 200, "ms", 1.5, "bytes", int64(12),
+		"ok", true, "took", time.Second, "at", at, "n", uint64(7)}
+	var fast, full bytes.Buffer
+	slog.New(RedactHandler(slog.NewJSONHandler(&fast, nil), r)).Info("request", clean...)
+	// The full path, forced by an attribute it must resolve: the same line
+	// but for that attribute.
+	slog.New(RedactHandler(slog.NewJSONHandler(&full, nil), r)).Info("request", append(clean, "g", slog.GroupValue())...)
+	if got, want := fast.String(), strings.Replace(full.String(), `,"g":{}`, "", 1); stripTime(got) != stripTime(want) {
+		t.Errorf("a clean record came out as\n%s\nwant\n%s", got, want)
+	}
+	for i, secretAt := range []func([]any) (string, []any){
+		func(a []any) (string, []any) { return "request " + canary, a },
+		func(a []any) (string, []any) { return "request", append(a, "last", "x"+canary) },
+		func(a []any) (string, []any) { return "request", append(a, "err", errors.New(canary)) },
+		func(a []any) (string, []any) { return "request", append(a, "str", stringer(canary)) },
+		func(a []any) (string, []any) { return "request", append(a, "b", []byte(canary)) },
+		func(a []any) (string, []any) { return "request", append(a, slog.Group("g", "k", canary)) },
+	} {
+		var buf bytes.Buffer
+		msg, attrs := secretAt(append([]any(nil), clean...))
+		slog.New(RedactHandler(slog.NewTextHandler(&buf, nil), r)).Info(msg, attrs...)
+		if strings.Contains(buf.String(), canary) || !strings.Contains(buf.String(), Redacted) {
+			t.Errorf("case %d: %s", i, buf.String())
+		}
+	}
+}
+
+// stripTime drops the "time" field of a JSON log line.
+func stripTime(line string) string {
+	if i := strings.Index(line, `"time":"`); i >= 0 {
+		if j := strings.Index(line[i+8:], `"`); j >= 0 {
+			return line[:i] + line[i+8+j+1:]
+		}
+	}
+	return line
 }
 
 func FuzzRedactor(f *testing.F) {
