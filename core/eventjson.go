@@ -34,6 +34,18 @@ type eventEncoder struct {
 	deriveIDs           bool
 	idSession, idPrefix string
 	idPlain             bool
+	// mid is the JSON from "session_id" to "payload" of the last event,
+	// written for the session, type, message and run after it: the next
+	// event with the same four copies it whole.
+	mid                 []byte
+	midSession, midType string
+	midMessage, midRun  *string
+}
+
+// sameOptional reports whether two optional strings are both absent or
+// both present and equal (the same string is compared by its pointer).
+func sameOptional(a, b *string) bool {
+	return a == b || (a != nil && b != nil && *a == *b)
 }
 
 func (enc *eventEncoder) append(b []byte, e *Event) []byte {
@@ -56,23 +68,31 @@ func (enc *eventEncoder) append(b []byte, e *Event) []byte {
 	} else {
 		b = appendJSONString(b, e.ID)
 	}
-	b = append(b, `,"session_id":`...)
-	b = appendJSONStringOnce(b, e.SessionID, &enc.session)
-	b = append(b, `,"message_id":`...)
-	if e.MessageID == nil {
-		b = append(b, "null"...)
+	if enc.mid != nil && e.SessionID == enc.midSession && string(e.Type) == enc.midType &&
+		sameOptional(e.MessageID, enc.midMessage) && sameOptional(e.CursorRunID, enc.midRun) {
+		b = append(b, enc.mid...)
 	} else {
-		b = appendJSONStringOnce(b, *e.MessageID, &enc.message)
+		start := len(b)
+		b = append(b, `,"session_id":`...)
+		b = appendJSONStringOnce(b, e.SessionID, &enc.session)
+		b = append(b, `,"message_id":`...)
+		if e.MessageID == nil {
+			b = append(b, "null"...)
+		} else {
+			b = appendJSONStringOnce(b, *e.MessageID, &enc.message)
+		}
+		b = append(b, `,"cursor_run_id":`...)
+		if e.CursorRunID == nil {
+			b = append(b, "null"...)
+		} else {
+			b = appendJSONStringOnce(b, *e.CursorRunID, &enc.run)
+		}
+		b = append(b, `,"event_type":`...)
+		b = appendJSONStringOnce(b, string(e.Type), &enc.typ)
+		b = append(b, `,"payload":`...)
+		enc.mid = append(enc.mid[:0], b[start:]...)
+		enc.midSession, enc.midType, enc.midMessage, enc.midRun = e.SessionID, string(e.Type), e.MessageID, e.CursorRunID
 	}
-	b = append(b, `,"cursor_run_id":`...)
-	if e.CursorRunID == nil {
-		b = append(b, "null"...)
-	} else {
-		b = appendJSONStringOnce(b, *e.CursorRunID, &enc.run)
-	}
-	b = append(b, `,"event_type":`...)
-	b = appendJSONStringOnce(b, string(e.Type), &enc.typ)
-	b = append(b, `,"payload":`...)
 	if len(e.Payload) == 0 {
 		b = append(b, "null"...)
 	} else {

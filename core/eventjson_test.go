@@ -122,7 +122,7 @@ func TestEventPageJSONIsEncodingJSONs(t *testing.T) {
 		}
 		return string(b)
 	}
-	shared := word()
+	shared, sharedType := word(), core.EventType(word())
 	base := time.Date(2026, 12, 4, 5, 59, 59, 0, time.UTC)
 	var page core.EventPage
 	for i := range 2000 {
@@ -132,13 +132,25 @@ func TestEventPageJSONIsEncodingJSONs(t *testing.T) {
 		} else if r.IntN(2) == 0 {
 			msg = strings.Clone(shared) // equal, not the same string
 		}
-		e := core.Event{ID: word(), SessionID: shared, MessageID: &msg, CursorRunID: &shared, Type: core.EventType(word()),
+		// Neighbours mostly share their type, so most events repeat the
+		// last one's fields but one: absent, present, equal or not.
+		typ := sharedType
+		if r.IntN(4) == 0 {
+			typ = core.EventType(word())
+		}
+		e := core.Event{ID: word(), SessionID: shared, MessageID: &msg, CursorRunID: &shared, Type: typ,
 			Payload: json.RawMessage(`{"n":1}`), Seq: int64(i), CreatedAt: base.Add(time.Duration(r.IntN(3000)) * time.Millisecond)}
 		switch r.IntN(20) {
 		case 0:
 			e.CreatedAt = time.UnixMilli(-r.Int64N(1e12)) // before 1970
 		case 1:
 			e.CreatedAt = time.Date(10000+r.IntN(100), 1, 1, 0, 0, 0, 0, time.UTC)
+		}
+		switch r.IntN(6) {
+		case 0:
+			e.MessageID = nil
+		case 1:
+			e.CursorRunID = nil
 		case 2:
 			e.MessageID, e.CursorRunID = nil, nil
 		}
