@@ -77,22 +77,8 @@ func (w *blockWriter) add(r record) {
 	} else {
 		fields = append(fields, r.typ)
 	}
-	if r.messageID != nil {
-		flags |= recMessage
-		if w.count > 0 && w.last.messageID != nil && string(r.messageID) == string(w.last.messageID) {
-			flags |= recSameMessage
-		} else {
-			fields = append(fields, r.messageID)
-		}
-	}
-	if r.runID != nil {
-		flags |= recRun
-		if w.count > 0 && w.last.runID != nil && string(r.runID) == string(w.last.runID) {
-			flags |= recSameRun
-		} else {
-			fields = append(fields, r.runID)
-		}
-	}
+	fields, flags = w.optional(fields, flags, r.messageID, w.last.messageID, recMessage, recSameMessage)
+	fields, flags = w.optional(fields, flags, r.runID, w.last.runID, recRun, recSameRun)
 	if r.id != nil {
 		flags |= recID
 		fields = append(fields, r.id)
@@ -111,6 +97,19 @@ func (w *blockWriter) add(r record) {
 	w.body = append(w.body, r.payload...)
 	w.count++
 	w.last = r
+}
+
+// optional adds to flags what a record says of an optional id v: nothing
+// when absent; present and same when the last record held it too (it is not
+// written again); else present, with v appended to fields.
+func (w *blockWriter) optional(fields [][]byte, flags byte, v, last []byte, present, same byte) ([][]byte, byte) {
+	switch {
+	case v == nil:
+		return fields, flags
+	case w.count > 0 && last != nil && string(v) == string(last):
+		return fields, flags | present | same
+	}
+	return append(fields, v), flags | present
 }
 
 // fits reports whether a record with this payload may join the block.
