@@ -80,7 +80,10 @@ func Open(path string) (*Store, error) {
 	if err := createPrivate(path); err != nil {
 		return nil, err
 	}
-	dsn, err := dsnFor(path)
+	if err := sizeNewPages(path); err != nil {
+		return nil, err
+	}
+	dsn, err := dsnFor(path, dsnParams)
 	if err != nil {
 		return nil, err
 	}
@@ -153,6 +156,41 @@ func createPrivate(path string) error {
 	return nil
 }
 
+// newPageSize is the page size of a database flapjack creates. A block of
+// events (eventblocks.go: at most 128 events, about 10 KiB of agent lines)
+// then lies in one page, so a page of 200 events reads two or three pages
+// instead of nine through overflow chains, and SQLite hands each block over
+// without assembling it. A file made before keeps its 4 KiB pages: WAL mode
+// fixes the size, and changing it would rewrite the whole file.
+const newPageSize = 16 << 10
+
+// sizeNewPages gives an empty database file newPageSize pages. It runs before
+// the pooled connections open, because the first of them switches the file
+// to WAL, which fixes its page size; on a file with content (or one another
+// process has just begun) the pragma changes nothing.
+func sizeNewPages(path string) error {
+	if fi, err := os.Stat(path); err != nil || fi.Size() > 0 {
+		return nil // Open reports a missing file when it opens it
+	}
+	dsn, err := dsnFor(path, "_pragma=busy_timeout(10000)")
+	if err != nil {
+		return err
+	}
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return fmt.Errorf("store: open %s: %w", path, err)
+	}
+	defer db.Close()
+	// One connection, so both pragmas apply to the same one.
+	db.SetMaxOpenConns(1)
+	for _, pragma := range []string{fmt.Sprintf("PRAGMA page_size = %d", newPageSize), "PRAGMA journal_mode = WAL"} {
+		if _, err := db.Exec(pragma); err != nil {
+			return fmt.Errorf("store: create %s: %s: %w", path, pragma, err)
+		}
+	}
+	return db.Close()
+}
+
 // Close releases the database. It is safe to call more than once.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
@@ -166,8 +204,8 @@ func (s *Store) Close() error {
 
 // dsnFor builds a SQLite URI for path. The path is made absolute and
 // percent-encoded, because SQLite decodes %HH in URI paths and a raw '?' or
-// '#' would otherwise end the path.
-func dsnFor(p string) (string, error) {
+// '#' would otherwise end the path. params follow the '?'.
+func dsnFor(p, params string) (string, error) {
 	abs, err := filepath.Abs(p)
 	if err != nil {
 		return "", fmt.Errorf("store: %w", err)
@@ -188,7 +226,7 @@ func dsnFor(p string) (string, error) {
 		}
 	}
 	b.WriteString("?")
-	b.WriteString(dsnParams)
+	b.WriteString(params)
 	return b.String(), nil
 }
 

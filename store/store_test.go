@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/flapjack-dev/flapjack/core"
+	"github.com/flapjack-dev/flapjack/store/storetest"
 )
 
 // openAt opens the database at path and closes it when the test ends.
@@ -175,6 +177,7 @@ func TestOpenAppliesMigrationsAndPragmas(t *testing.T) {
 			{"secure_delete", "1"},
 			{"busy_timeout", "10000"},
 			{"mmap_size", "0"}, // mapped pages would count in serve's resident memory
+			{"page_size", "16384"},
 		} {
 			var got string
 			if err := conn.QueryRowContext(ctx, "PRAGMA "+p.pragma).Scan(&got); err != nil {
@@ -184,6 +187,52 @@ func TestOpenAppliesMigrationsAndPragmas(t *testing.T) {
 				t.Errorf("conn %d: PRAGMA %s = %q, want %q", i, p.pragma, got, p.want)
 			}
 		}
+	}
+}
+
+// TestOpenKeepsAnExistingPageSize: a database made with 4 KiB pages (as
+// every one was before newPageSize) keeps them, and its events are written
+// and read as in a new one.
+func TestOpenKeepsAnExistingPageSize(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "flapjack.db")
+	dsn, err := dsnFor(path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.SetMaxOpenConns(1)
+	for _, q := range []string{"PRAGMA page_size = 4096", "PRAGMA journal_mode = WAL", "CREATE TABLE unrelated (x)"} {
+		if _, err := old.Exec(q); err != nil {
+			t.Fatal(q, err)
+		}
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s := openAt(t, path)
+	var size int
+	if err := s.db.QueryRowContext(ctx, "PRAGMA page_size").Scan(&size); err != nil {
+		t.Fatal(err)
+	}
+	if size != 4096 {
+		t.Errorf("page_size = %d after Open, want the file's 4096", size)
+	}
+	o := mustOwner(t, s)
+	sess := testSession(o.OrgID, "ca", 1)
+	m := createSession(t, s, sess)
+	payload := json.RawMessage(`{"text":"` + strings.Repeat("x", 300) + `"}`)
+	storetest.AppendMany(t, s, sess.ID, m.ID, 1000, payload) // blocks over several 4 KiB pages
+	evs, err := s.ListEvents(ctx, core.EventQuery{SessionID: sess.ID, Since: 400, Limit: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 200 || evs[0].Seq != 401 || evs[199].Seq != 600 || string(evs[100].Payload) != string(payload) {
+		t.Fatalf("read %d events from seq %d; want 200 from 401 with their payload", len(evs), evs[0].Seq)
 	}
 }
 
@@ -1554,5 +1603,42 @@ func TestOpenNamesThePathLimit(t *testing.T) {
 	_, err := Open(filepath.Join(dirFor(limit+1), "flapjack.db"))
 	if err == nil || !strings.Contains(err.Error(), "too long for SQLite") || !strings.Contains(err.Error(), strconv.Itoa(limit)+" bytes") {
 		t.Errorf("a data directory of %d bytes: %v", limit+1, err)
+	}
+}
+
+// TestEventPagesAndCancellation: a cancelled caller gets no page; a page
+// once begun is read to its end, since finishing it costs less than
+// watching for the cancellation would; a read without a limit still stops
+// when its caller goes away.
+func TestEventPagesAndCancellation(t *testing.T) {
+	s, _ := newStore(t)
+	o := mustOwner(t, s)
+	sess := testSession(o.OrgID, "ca", 1)
+	m := createSession(t, s, sess)
+	storetest.AppendMany(t, s, sess.ID, m.ID, 1000, json.RawMessage(`{"line":"a line of output"}`))
+
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, limit := range []int{200, 0} {
+		if _, err := s.ListEvents(cancelled, core.EventQuery{SessionID: sess.ID, Limit: limit}); !errors.Is(err, context.Canceled) {
+			t.Errorf("ListEvents with limit %d after cancel: %v, want context.Canceled", limit, err)
+		}
+		n := 0
+		err := s.StreamEvents(cancelled, core.EventQuery{SessionID: sess.ID, Limit: limit}, func(*core.Event) bool { n++; return true })
+		if !errors.Is(err, context.Canceled) || n != 0 {
+			t.Errorf("StreamEvents with limit %d after cancel: %d events, %v; want none and context.Canceled", limit, n, err)
+		}
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	n := 0
+	err := s.StreamEvents(ctx, core.EventQuery{SessionID: sess.ID, Since: 100, Limit: 500}, func(*core.Event) bool {
+		n++
+		cancel()
+		time.Sleep(50 * time.Microsecond) // room for anything watching ctx to act
+		return true
+	})
+	if err != nil || n != 500 {
+		t.Errorf("a page whose caller went away while it was read: %d events, %v; want all 500", n, err)
 	}
 }
