@@ -104,10 +104,11 @@ func requestID(client string) string {
 func newRequestID() string {
 	const alphabet = "abcdefghijklmnopqrstuvwxyz234567"
 	b := [24]byte{'r', 'e', 'q', '-'}
-	for i, x := 4, rand.Uint64(); i < 16; i, x = i+1, x>>5 {
-		b[i] = alphabet[x&31]
-	}
-	for i, x := 16, rand.Uint64(); i < 24; i, x = i+1, x>>5 {
+	var x uint64
+	for i := 4; i < len(b); i, x = i+1, x>>5 {
+		if (i-4)%12 == 0 { // 12 characters of 5 bits from each draw
+			x = rand.Uint64()
+		}
 		b[i] = alphabet[x&31]
 	}
 	return string(b[:])

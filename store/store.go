@@ -39,11 +39,14 @@ var migrationFS embed.FS
 // promises a bound on that (TestServeMemoryStaysBounded: 121 MiB without,
 // 229 MiB with a 256 MiB map).
 const dsnParams = "_txlock=immediate" +
-	"&_pragma=busy_timeout(10000)" +
+	"&" + busyTimeout +
 	"&_pragma=journal_mode(WAL)" +
 	"&_pragma=synchronous(FULL)" +
 	"&_pragma=foreign_keys(1)" +
 	"&_pragma=secure_delete(1)"
+
+// busyTimeout is how long a connection waits for another process's lock.
+const busyTimeout = "_pragma=busy_timeout(10000)"
 
 // Store is a core.Store on one SQLite database file. It is safe for concurrent
 // use, and other processes may use the same file at the same time.
@@ -172,7 +175,7 @@ func sizeNewPages(path string) error {
 	if fi, err := os.Stat(path); err != nil || fi.Size() > 0 {
 		return nil // Open reports a missing file when it opens it
 	}
-	dsn, err := dsnFor(path, "_pragma=busy_timeout(10000)")
+	dsn, err := dsnFor(path, busyTimeout)
 	if err != nil {
 		return err
 	}
