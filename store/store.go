@@ -83,7 +83,7 @@ func Open(path string) (*Store, error) {
 	if err := createPrivate(path); err != nil {
 		return nil, err
 	}
-	if err := sizeNewPages(path); err != nil {
+	if err := retryBusy(func() error { return sizeNewPages(path) }); err != nil {
 		return nil, err
 	}
 	dsn, err := dsnFor(path, dsnParams)
@@ -98,7 +98,7 @@ func Open(path string) (*Store, error) {
 	db.SetMaxIdleConns(8)
 	s := &Store{db: db, writeSem: make(chan struct{}, 1)}
 	ctx := context.Background()
-	if err := s.migrateRetrying(ctx); err != nil {
+	if err := retryBusy(func() error { return s.migrate(ctx) }); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: migrate %s: %w", path, err)
 	}
@@ -170,7 +170,9 @@ const newPageSize = 16 << 10
 // sizeNewPages gives an empty database file newPageSize pages. It runs before
 // the pooled connections open, because the first of them switches the file
 // to WAL, which fixes its page size; on a file with content (or one another
-// process has just begun) the pragma changes nothing.
+// process has just begun) the pragma changes nothing. While another process
+// holds a lock on the empty file, the switch fails busy at once: Open calls
+// this again (retryBusy), and finds the file sized or still empty.
 func sizeNewPages(path string) error {
 	if fi, err := os.Stat(path); err != nil || fi.Size() > 0 {
 		return nil // Open reports a missing file when it opens it
@@ -282,17 +284,16 @@ func migrations() ([]migration, error) {
 	return ms, nil
 }
 
-// migrate applies the pending migrations, each in its own IMMEDIATE transaction
-// that re-reads user_version first: of two processes opening a fresh file at
-// once, the second waits for the lock and then finds nothing left to do.
-// migrateRetrying runs migrate, retrying while the database is busy. When
-// several processes open a brand-new file at once, switching it to WAL can
-// return SQLITE_BUSY at once (SQLite skips the busy handler where waiting could
-// deadlock), so the first open retries instead of failing.
-func (s *Store) migrateRetrying(ctx context.Context) error {
+// retryBusy runs fn again while it fails with SQLITE_BUSY, for about two
+// seconds. When several processes open a brand-new file at once, switching
+// it to WAL can return SQLITE_BUSY at once (SQLite skips the busy handler
+// where waiting could deadlock), so the first open retries instead of
+// failing: both the page size's switch (sizeNewPages) and the pooled
+// connections' (migrate is the first to open one).
+func retryBusy(fn func() error) error {
 	var err error
 	for range 100 {
-		if err = s.migrate(ctx); err == nil || !isBusy(err) {
+		if err = fn(); err == nil || !isBusy(err) {
 			return err
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -306,6 +307,9 @@ func isBusy(err error) bool {
 	return errors.As(err, &coded) && coded.Code()&0xff == 5
 }
 
+// migrate applies the pending migrations, each in its own IMMEDIATE transaction
+// that re-reads user_version first: of two processes opening a fresh file at
+// once, the second waits for the lock and then finds nothing left to do.
 func (s *Store) migrate(ctx context.Context) error {
 	ms, err := migrations()
 	if err != nil {

@@ -190,6 +190,59 @@ func TestOpenAppliesMigrationsAndPragmas(t *testing.T) {
 	}
 }
 
+// TestOpenWhileAnotherWritesTheNewFile: while another connection (another
+// process's, as when two start at once) holds the write lock on the still
+// empty file, switching it to WAL fails busy at once: SQLite skips the busy
+// handler when a reader asks for the write lock, as that could deadlock.
+// Open waits it out, and the file still gets its page size.
+func TestOpenWhileAnotherWritesTheNewFile(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "flapjack.db")
+	if err := createPrivate(path); err != nil {
+		t.Fatal(err)
+	}
+	dsn, err := dsnFor(path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	conn, err := other.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	released := make(chan error, 1)
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		_, err := conn.ExecContext(ctx, "ROLLBACK")
+		released <- err
+	}()
+	s, err := Open(path)
+	if rerr := <-released; rerr != nil {
+		t.Fatal(rerr)
+	}
+	if err != nil {
+		t.Fatalf("Open while another connection writes the new file: %v", err)
+	}
+	defer s.Close()
+	for pragma, want := range map[string]string{"page_size": "16384", "journal_mode": "wal"} {
+		var got string
+		if err := s.db.QueryRow("PRAGMA " + pragma).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("PRAGMA %s = %q, want %q", pragma, got, want)
+		}
+	}
+}
+
 // TestOpenKeepsAnExistingPageSize: a database made with 4 KiB pages (as
 // every one was before newPageSize) keeps them, and its events are written
 // and read as in a new one.
