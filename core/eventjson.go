@@ -40,6 +40,10 @@ type eventEncoder struct {
 	mid                 []byte
 	midSession, midType string
 	midMessage, midRun  *string
+	// digits[:nDigits] is the decimal of lastSeq (nDigits 0: none yet).
+	digits  [20]byte
+	nDigits int
+	lastSeq int64
 }
 
 // sameOptional reports whether two optional strings are both absent or
@@ -49,8 +53,7 @@ func sameOptional(a, b *string) bool {
 }
 
 func (enc *eventEncoder) append(b []byte, e *Event) []byte {
-	var digits [20]byte
-	seq := strconv.AppendInt(digits[:0], e.Seq, 10) // for the id and the seq
+	seq := enc.seqDigits(e.Seq) // for the id and the seq
 	b = append(b, `{"id":`...)
 	if e.ID == "" && enc.deriveIDs { // EventID, written in place
 		if e.SessionID != enc.idSession || enc.idPrefix == "" {
@@ -103,6 +106,31 @@ func (enc *eventEncoder) append(b []byte, e *Event) []byte {
 	b = append(b, `,"created_at":"`...)
 	b = enc.t.append(b, e.CreatedAt)
 	return append(b, `"}`...)
+}
+
+// seqDigits returns seq in decimal, valid until the next call. A page's
+// seqs nearly all follow one another, so the last one's digits are counted
+// up by one rather than formatted again.
+func (enc *eventEncoder) seqDigits(seq int64) []byte {
+	if enc.nDigits == 0 || seq <= 0 || seq != enc.lastSeq+1 {
+		enc.nDigits = len(strconv.AppendInt(enc.digits[:0], seq, 10))
+		enc.lastSeq = seq
+		return enc.digits[:enc.nDigits]
+	}
+	d := enc.digits[:enc.nDigits] // lastSeq >= 0: digits only
+	i := len(d) - 1
+	for ; i >= 0 && d[i] == '9'; i-- {
+		d[i] = '0'
+	}
+	if i >= 0 {
+		d[i]++
+	} else { // 9…9 + 1 has one digit more (19 at most: seq is an int64)
+		copy(enc.digits[1:], d)
+		enc.digits[0] = '1'
+		enc.nDigits++
+	}
+	enc.lastSeq = seq
+	return enc.digits[:enc.nDigits]
 }
 
 // appendJSONStringOnce is appendJSONString that skips the check when s is
@@ -202,9 +230,9 @@ func (c *timeCache) append(b []byte, t time.Time) []byte {
 		}
 		c.sec, c.prefix = sec, full[:20]
 	}
+	ms := t.Nanosecond() / 1e6
 	b = append(b, c.prefix...)
-	b = appendDigits(b, t.Nanosecond()/1e6, 3)
-	return append(b, 'Z')
+	return append(b, byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z')
 }
 
 // appendJSONString appends s as a JSON string, escaped as encoding/json

@@ -2,6 +2,7 @@ package core_test
 
 import (
 	"encoding/json"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -105,8 +106,9 @@ func TestEventJSONMatchesTheTags(t *testing.T) {
 // must be escaped at any offset of an eight-byte word (every control
 // character, quote, backslash, HTML character and non-ASCII byte), for
 // neighbours that share their strings (as the store hands them out) or
-// only equal them, and for times within a second, across seconds, before
-// 1970 and in years RFC 3339 cannot hold.
+// only equal them, for times within a second, across seconds, before 1970
+// and in years RFC 3339 cannot hold, and for seqs that follow one another
+// (across 9…9 to 10…0 too), jump, go below zero and wrap past the largest.
 func TestEventPageJSONIsEncodingJSONs(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	var specials []byte
@@ -125,7 +127,20 @@ func TestEventPageJSONIsEncodingJSONs(t *testing.T) {
 	shared, sharedType := word(), core.EventType(word())
 	base := time.Date(2026, 12, 4, 5, 59, 59, 0, time.UTC)
 	var page core.EventPage
-	for i := range 2000 {
+	seq := int64(0)
+	for range 2000 {
+		switch r.IntN(40) {
+		case 0:
+			seq += r.Int64N(1e6) // a jump: message pages skip seqs
+		case 1:
+			seq = 99_999 - r.Int64N(3) // the next few carry into a sixth digit
+		case 2:
+			seq = -r.Int64N(20)
+		case 3:
+			seq = math.MaxInt64 - r.Int64N(2) // its follower wraps to the smallest
+		default:
+			seq++
+		}
 		msg := shared
 		if r.IntN(3) == 0 {
 			msg = word()
@@ -139,7 +154,7 @@ func TestEventPageJSONIsEncodingJSONs(t *testing.T) {
 			typ = core.EventType(word())
 		}
 		e := core.Event{ID: word(), SessionID: shared, MessageID: &msg, CursorRunID: &shared, Type: typ,
-			Payload: json.RawMessage(`{"n":1}`), Seq: int64(i), CreatedAt: base.Add(time.Duration(r.IntN(3000)) * time.Millisecond)}
+			Payload: json.RawMessage(`{"n":1}`), Seq: seq, CreatedAt: base.Add(time.Duration(r.IntN(3000)) * time.Millisecond)}
 		switch r.IntN(20) {
 		case 0:
 			e.CreatedAt = time.UnixMilli(-r.Int64N(1e12)) // before 1970

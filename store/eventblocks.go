@@ -137,14 +137,16 @@ type blockReader struct {
 	n    int // records read
 }
 
-// next returns the next record, false at the end of the body.
-func (r *blockReader) next() (record, bool, error) {
+// next returns the next record, false at the end of the body. The record is
+// r.last, read in place over the one before (a field the record shares with
+// it is already there), so it is valid until the next call.
+func (r *blockReader) next() (*record, bool, error) {
 	if len(r.body) == 0 {
-		return record{}, false, nil
+		return nil, false, nil
 	}
 	size, k := binary.Uvarint(r.body)
 	if k <= 0 || size < 2 || size > uint64(len(r.body)-k) {
-		return record{}, false, fmt.Errorf("%w: record %d", errCorruptBlock, r.n)
+		return nil, false, fmt.Errorf("%w: record %d", errCorruptBlock, r.n)
 	}
 	rec := r.body[k : k+int(size)]
 	r.body = r.body[k+int(size):]
@@ -152,10 +154,11 @@ func (r *blockReader) next() (record, bool, error) {
 	rec = rec[1:]
 	delta, k := binary.Varint(rec)
 	if k <= 0 {
-		return record{}, false, fmt.Errorf("%w: record %d: time", errCorruptBlock, r.n)
+		return nil, false, fmt.Errorf("%w: record %d: time", errCorruptBlock, r.n)
 	}
 	rec = rec[k:]
-	out := record{created: r.last.created + delta}
+	out := &r.last
+	out.created += delta
 	field := func() ([]byte, bool) {
 		l, k := binary.Uvarint(rec)
 		if k <= 0 || l > uint64(len(rec)-k) {
@@ -166,35 +169,37 @@ func (r *blockReader) next() (record, bool, error) {
 		return f, true
 	}
 	ok := true
-	if flags&recSameType != 0 && r.n > 0 {
-		out.typ = r.last.typ
-	} else if flags&recSameType == 0 {
+	if flags&recSameType == 0 {
 		out.typ, ok = field()
-	} else {
-		ok = false
+	} else if r.n == 0 {
+		ok = false // the same type as no record
 	}
-	if ok && flags&recMessage != 0 {
-		if flags&recSameMessage != 0 {
-			out.messageID, ok = r.last.messageID, r.last.messageID != nil
-		} else {
-			out.messageID, ok = field()
-		}
+	switch {
+	case !ok:
+	case flags&recMessage == 0:
+		out.messageID = nil
+	case flags&recSameMessage != 0:
+		ok = out.messageID != nil
+	default:
+		out.messageID, ok = field()
 	}
-	if ok && flags&recRun != 0 {
-		if flags&recSameRun != 0 {
-			out.runID, ok = r.last.runID, r.last.runID != nil
-		} else {
-			out.runID, ok = field()
-		}
+	switch {
+	case !ok:
+	case flags&recRun == 0:
+		out.runID = nil
+	case flags&recSameRun != 0:
+		ok = out.runID != nil
+	default:
+		out.runID, ok = field()
 	}
+	out.id = nil
 	if ok && flags&recID != 0 {
 		out.id, ok = field()
 	}
 	if !ok || flags >= recID<<1 {
-		return record{}, false, fmt.Errorf("%w: record %d: fields", errCorruptBlock, r.n)
+		return nil, false, fmt.Errorf("%w: record %d: fields", errCorruptBlock, r.n)
 	}
 	out.payload = rec[:len(rec):len(rec)]
-	r.last = out
 	r.n++
 	return out, true, nil
 }

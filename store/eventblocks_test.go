@@ -46,7 +46,7 @@ func blockRecords(t *testing.T, s *Store, session string) []record {
 			if !ok {
 				break
 			}
-			out = append(out, rec)
+			out = append(out, *rec)
 		}
 		if int64(r.n) != last-first+1 {
 			t.Errorf("block %d..%d holds %d records", first, last, r.n)
@@ -124,7 +124,7 @@ func TestBlockRecordsRoundTrip(t *testing.T) {
 			if !ok {
 				break
 			}
-			got = append(got, rec)
+			got = append(got, *rec)
 		}
 		if diff := cmp.Diff(want, got, cmp.AllowUnexported(record{}), cmp.Comparer(func(a, b []byte) bool {
 			return (a == nil) == (b == nil) && string(a) == string(b)
