@@ -284,22 +284,27 @@ func migrations() ([]migration, error) {
 	return ms, nil
 }
 
-// retryBusy runs fn again while it fails with SQLITE_BUSY, for about two
-// seconds. When several processes open a brand-new file at once, switching
-// it to WAL can return SQLITE_BUSY at once (SQLite skips the busy handler
-// where waiting could deadlock), so the first open retries instead of
-// failing: both the page size's switch (sizeNewPages) and the pooled
-// connections' (migrate is the first to open one).
+// retryBusy runs fn again while it fails with SQLITE_BUSY, until
+// retryBusyFor has passed. When several processes open a brand-new file at
+// once, switching it to WAL can return SQLITE_BUSY at once (SQLite skips the
+// busy handler where waiting could deadlock), so the first open retries
+// instead of failing: both the page size's switch (sizeNewPages) and the
+// pooled connections' (migrate is the first to open one). The bound is on
+// time, not attempts: a busy answer that already waited out busy_timeout
+// (another process holding the file locked) is returned, not retried.
 func retryBusy(fn func() error) error {
-	var err error
-	for range 100 {
-		if err = fn(); err == nil || !isBusy(err) {
+	deadline := time.Now().Add(retryBusyFor)
+	for {
+		err := fn()
+		if err == nil || !isBusy(err) || time.Now().After(deadline) {
 			return err
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return err
 }
+
+// retryBusyFor is how long retryBusy goes on retrying.
+const retryBusyFor = 2 * time.Second
 
 // isBusy reports whether err is SQLITE_BUSY (or one of its extended codes).
 func isBusy(err error) bool {

@@ -243,6 +243,38 @@ func TestOpenWhileAnotherWritesTheNewFile(t *testing.T) {
 	}
 }
 
+// busyError is an error SQLite would give for a busy database.
+type busyError struct{}
+
+func (busyError) Error() string { return "database is locked (5) (SQLITE_BUSY)" }
+func (busyError) Code() int     { return 5 }
+
+// TestRetryBusyIsBoundedInTime: busy answers are retried for about
+// retryBusyFor in all, however long each took (one that waited out
+// busy_timeout is not retried a hundred times over), and any other answer
+// is returned at once.
+func TestRetryBusyIsBoundedInTime(t *testing.T) {
+	calls := 0
+	start := time.Now()
+	err := retryBusy(func() error {
+		calls++
+		time.Sleep(300 * time.Millisecond) // as if it waited for a lock
+		return busyError{}
+	})
+	elapsed := time.Since(start)
+	if !isBusy(err) {
+		t.Fatalf("err = %v, want the busy error", err)
+	}
+	if elapsed < retryBusyFor || elapsed > 3*retryBusyFor {
+		t.Fatalf("gave up after %v and %d calls; want about %v", elapsed, calls, retryBusyFor)
+	}
+	calls = 0
+	other := errors.New("not busy")
+	if err := retryBusy(func() error { calls++; return other }); err != other || calls != 1 {
+		t.Fatalf("a non-busy error: %v after %d calls, want it after 1", err, calls)
+	}
+}
+
 // TestOpenKeepsAnExistingPageSize: a database made with 4 KiB pages (as
 // every one was before newPageSize) keeps them, and its events are written
 // and read as in a new one.
