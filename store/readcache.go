@@ -28,9 +28,10 @@ import (
 // (its change counter, frame count and checksums; see "WAL-mode file
 // formats" in the SQLite documentation). The cache reads those 96 bytes
 // (from the page mapped, or with a pread) before every use and forgets
-// everything when they differ from the last look. A header caught mid-write differs too, which only costs a
-// miss. An answer is stored with the header seen before it was read, so it
-// can be newer than its tag but never older. As a safety net, PRAGMA
+// everything when they differ from the last look. A header caught mid-write
+// differs too, which only costs a miss. An answer is stored with the header
+// seen before it was read, so it can be newer than its tag but never
+// older. As a safety net, PRAGMA
 // data_version is also asked at most every probeEvery, and the -shm file is
 // reopened if it was replaced.
 //

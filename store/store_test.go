@@ -190,6 +190,22 @@ func TestOpenAppliesMigrationsAndPragmas(t *testing.T) {
 	}
 }
 
+// openPlain opens path the way another program would: none of Open's
+// pragmas, its own pool. It is closed when the test ends.
+func openPlain(t *testing.T, path string) *sql.DB {
+	t.Helper()
+	dsn, err := dsnFor(path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
 // TestOpenWhileAnotherWritesTheNewFile: while another connection (another
 // process's, as when two start at once) holds the write lock on the still
 // empty file, switching it to WAL fails busy at once: SQLite skips the busy
@@ -201,15 +217,7 @@ func TestOpenWhileAnotherWritesTheNewFile(t *testing.T) {
 	if err := createPrivate(path); err != nil {
 		t.Fatal(err)
 	}
-	dsn, err := dsnFor(path, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	other := openPlain(t, path)
 	conn, err := other.Conn(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -281,14 +289,7 @@ func TestRetryBusyIsBoundedInTime(t *testing.T) {
 func TestOpenKeepsAnExistingPageSize(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "flapjack.db")
-	dsn, err := dsnFor(path, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	old, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
+	old := openPlain(t, path)
 	old.SetMaxOpenConns(1)
 	for _, q := range []string{"PRAGMA page_size = 4096", "PRAGMA journal_mode = WAL", "CREATE TABLE unrelated (x)"} {
 		if _, err := old.Exec(q); err != nil {
